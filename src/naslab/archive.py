@@ -1,0 +1,83 @@
+"""The append-only archive of evaluated architectures: the search's record and its resume log.
+
+One JSON line per evaluation, flushed and fsynced before the next evaluation starts, so a
+search killed at any moment (even `kill -9`) loses at most the evaluation in flight.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ArchiveRecord:
+    """One evaluated architecture and what it cost."""
+
+    index: int
+    key: str  # canonical JSON of the genotype: the identity used for resuming and de-duplication
+    genotype: dict[str, Any]
+    readable: str
+    score: float
+    seed: int
+    epochs: float | None = None
+    params: int | None = None
+    wall_seconds: float = 0.0
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Archive:
+    """Reads an existing archive.jsonl (for resuming) and appends new records to it."""
+
+    def __init__(self, path: str | Path, resume: bool = False):
+        self.path = Path(path)
+        self.records: list[ArchiveRecord] = []
+        if self.path.exists() and self.path.stat().st_size > 0:
+            if not resume:
+                raise FileExistsError(f"{self.path} already holds a search; pass resume=true to continue it")
+            self.records = list(self._read())
+            log.info("resuming from %s: %d evaluated architectures", self.path, len(self.records))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+        self._by_key = {r.key: r for r in self.records}
+
+    def _read(self) -> Iterator[ArchiveRecord]:
+        lines = self.path.read_text().splitlines()
+        for n, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                yield ArchiveRecord(**json.loads(line))
+            except (json.JSONDecodeError, TypeError) as err:
+                if n == len(lines) - 1:  # a line cut by a kill mid-write: drop it, it is re-evaluated
+                    log.warning("dropping a truncated last line of %s: %s", self.path, err)
+                    return
+                raise ValueError(f"{self.path} line {n + 1} is not an archive record: {err}") from None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._by_key
+
+    def get(self, key: str) -> ArchiveRecord | None:
+        return self._by_key.get(key)
+
+    def append(self, record: ArchiveRecord) -> None:
+        line = json.dumps(asdict(record), sort_keys=True)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.records.append(record)
+        self._by_key[record.key] = record
+
+    def best(self) -> ArchiveRecord | None:
+        scored = [r for r in self.records if r.error is None]
+        return max(scored, key=lambda r: r.score) if scored else None

@@ -1,0 +1,30 @@
+"""The evaluator interface: how an architecture gets its score."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Generic, Sequence, TypeVar
+
+G = TypeVar("G")
+
+
+@dataclass
+class Evaluation:
+    """The score of one architecture (higher is better) and its cost."""
+
+    score: float
+    params: int | None = None
+    epochs: float | None = None
+    wall_seconds: float = 0.0
+    error: str | None = None  # set when the trial failed (e.g. NaN loss); score is then 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(ABC, Generic[G]):
+    """Scores architectures; the strategy does not know how."""
+
+    name: str = "evaluator"
+
+    @abstractmethod
+    def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
+        """One Evaluation per genotype, in order."""

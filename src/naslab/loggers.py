@@ -1,0 +1,112 @@
+"""Experiment loggers: W&B by default (offline without an API key), CSV, or none.
+
+W&B must never prompt or touch the network when no key is configured: `mode: auto` picks
+offline mode then, and the run can be synced later with `wandb sync <run dir>/wandb`.
+"""
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+log = logging.getLogger(__name__)
+
+
+def wandb_key_available() -> bool:
+    """True when W&B can authenticate without asking: WANDB_API_KEY or a netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_logger(
+    save_dir: str,
+    project: str = "naslab",
+    name: str | None = None,
+    group: str | None = None,
+    tags: Sequence[str] = (),
+    mode: str = "auto",
+) -> WandbLogger:
+    """A WandbLogger; mode 'auto' is online only when a key is available, else offline."""
+    if mode not in ("auto", "online", "offline"):
+        raise ValueError(f"logger.mode must be auto, online or offline, got '{mode}'")
+    offline = mode == "offline" or (mode == "auto" and not wandb_key_available())
+    if offline:
+        os.environ.setdefault("WANDB_MODE", "offline")
+        log.info("W&B in offline mode (no API key); sync later with `wandb sync %s/wandb`", save_dir)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        project=project, name=name, group=group, tags=list(tags), save_dir=save_dir, offline=offline
+    )
+
+
+def csv_logger(save_dir: str, name: str = "csv") -> CSVLogger:
+    return CSVLogger(save_dir=save_dir, name=name, version="")
+
+
+def log_images(logger: Logger | None, key: str, paths: Sequence[Path]) -> None:
+    """Sends pictures to W&B; other loggers keep them as files in the run dir only."""
+    if isinstance(logger, WandbLogger):
+        for path in paths:  # one key per picture: W&B shows a list of differently sized images badly
+            logger.log_image(key=f"{key}/{Path(path).stem}", images=[str(path)])
+
+
+def log_metrics(logger: Logger | None, metrics: dict[str, float], step: int | None = None) -> None:
+    if logger is not None:
+        logger.log_metrics(metrics, step=step)
+
+
+def close_logger(logger: Logger | None, status: str) -> None:
+    """Finalizes the logger and ends the W&B run (also after an error), so no process lingers."""
+    if logger is None:
+        return
+    try:
+        logger.finalize(status)
+    finally:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=0 if status == "success" else 1)
+
+
+def hyperparameters(cfg: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+_LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hides Lightning's per-Trainer banners (GPU available, tips) while many children train."""
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_INFO_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def filter_known_warnings() -> None:
+    """Silences warnings that are expected in naslab's use of Lightning and say nothing useful."""
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # final training has no validation split on purpose (the test set is touched once, at the end)
+    warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -1,0 +1,4 @@
+"""Primitive operations of the cell spaces."""
+from naslab.ops.cnn import OPS, OP_SETS, FactorizedReduce, ReLUConvBN, build_op, op_set
+
+__all__ = ["OPS", "OP_SETS", "FactorizedReduce", "ReLUConvBN", "build_op", "op_set"]

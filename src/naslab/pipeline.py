@@ -1,0 +1,146 @@
+"""The stages of a run: search -> genotype -> final training -> test, as a plain function.
+
+`run(cfg)` is what `run.py` calls and what tests call with a composed config; it returns the
+dict it writes to `results.json`. Loggers are closed on every exit path.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from naslab.loggers import close_logger, filter_known_warnings, hyperparameters, log_images, log_metrics
+from naslab.search import run_search
+from naslab.spaces.base import Space, Task
+from naslab.spaces.published import load_genotype_data
+from naslab.summary import network_size
+from naslab.train.final import train_final
+
+log = logging.getLogger(__name__)
+
+MODES = ("search", "train", "search_train", "summary")
+
+
+def _datamodule(cfg: DictConfig, phase: str, **overrides: Any) -> L.LightningDataModule:
+    return instantiate(cfg.dataset.datamodule, phase=phase, **overrides)
+
+
+def _task(cfg: DictConfig, datamodule: Any) -> Task:
+    return Task(datamodule.num_classes, tuple(datamodule.input_shape), cfg.dataset.stem)
+
+
+def _load_genotype(cfg: DictConfig, space: Space[Any]) -> Any:
+    if not cfg.get("genotype"):
+        raise ValueError(f"mode={cfg.mode} needs genotype=<published name | path to genotype.json>")
+    space_name, data = load_genotype_data(str(cfg.genotype))
+    if space_name is not None and space_name != space.name:
+        raise ValueError(f"genotype '{cfg.genotype}' belongs to space '{space_name}', but space={space.name}")
+    return space.genotype_from_dict(data)
+
+
+def _write_genotype_outputs(space: Space[Any], genotype: Any, run_dir: Path, logger: Any) -> None:
+    space.save_genotype(genotype, run_dir / "genotype.json")
+    pictures = space.draw(genotype, run_dir)
+    log_images(logger, "genotype", pictures)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Runs the stages that `cfg.mode` selects and returns the results.json content."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"unknown mode '{cfg.mode}'; expected one of {', '.join(MODES)}")
+    filter_known_warnings()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    searching = cfg.mode in ("search", "search_train")
+    results: dict[str, Any] = {
+        "mode": cfg.mode,
+        "dataset": cfg.dataset.name,
+        "space": None,
+        "strategy": None,
+        "evaluator": None,
+        "seed": int(cfg.seed),
+        "genotype": None,
+        "search": None,
+        "final": None,
+    }
+    (run_dir / "archive.jsonl").touch()
+    logger = instantiate(cfg.logger) if cfg.get("logger") else None
+    status = "failed"
+    try:
+        if logger is not None:
+            logger.log_hyperparams(hyperparameters(cfg))
+        space: Space[Any] = instantiate(cfg.space)
+        results["space"] = space.name
+        trainer_factory = instantiate(cfg.trainer, _partial_=True)
+        if searching:
+            genotype = _search(cfg, space, trainer_factory, run_dir, logger, results)
+        else:
+            genotype = _load_genotype(cfg, space)
+        results["genotype"] = space.describe(genotype)
+        _write_genotype_outputs(space, genotype, run_dir, logger)
+
+        if cfg.mode == "summary":
+            results["final"] = _summary(cfg, space, genotype)
+        elif cfg.mode in ("train", "search_train"):
+            datamodule = _datamodule(cfg, "final", batch_size=cfg.train.batch_size, cutout=cfg.train.cutout)
+            results["final"] = train_final(
+                space, genotype, _task(cfg, datamodule), datamodule, trainer_factory, run_dir,
+                OmegaConf.to_container(cfg.train, resolve=True), logger, int(cfg.seed), bool(cfg.resume),
+            )
+            log_metrics(logger, {f"final/{k}": float(v) for k, v in results["final"].items() if v is not None})
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        log.info("results: %s", json.dumps(results))
+        status = "success"
+        return results
+    finally:
+        close_logger(logger, status)
+
+
+def _search(cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: Path, logger: Any,
+            results: dict[str, Any]) -> Any:
+    datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
+    task = _task(cfg, datamodule_factory())
+    strategy = instantiate(cfg.strategy, space=space)
+    evaluator = instantiate(
+        cfg.evaluator, space=space, task=task, datamodule_factory=datamodule_factory, trainer_factory=trainer_factory
+    )
+    results["strategy"], results["evaluator"] = strategy.name, evaluator.name
+    outcome = run_search(
+        space, strategy, evaluator, run_dir,
+        num_architectures=cfg.search.num_architectures, batch_size=cfg.search.batch_size,
+        seed=int(cfg.seed), resume=bool(cfg.resume),
+        log_metrics=(lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None,
+    )
+    results["search"] = {
+        "best_score": outcome.best_score,
+        "num_evaluated": outcome.num_evaluated,
+        "wall_seconds": outcome.wall_seconds,
+    }
+    log.info("search: best validation score %.4f over %d architectures in %.1f s",
+             outcome.best_score, outcome.num_evaluated, outcome.wall_seconds)
+    return outcome.best_genotype
+
+
+def _summary(cfg: DictConfig, space: Space[Any], genotype: Any) -> dict[str, Any]:
+    datamodule = _datamodule(cfg, "final", batch_size=cfg.train.batch_size)
+    task = _task(cfg, datamodule)
+    start = time.perf_counter()
+    network = space.build_child(genotype, task, channels=cfg.train.channels,
+                                cells_per_stage=cfg.train.cells_per_stage, auxiliary=True)
+    size = network_size(network, task.input_shape)
+    lines = [
+        f"genotype   {space.describe(genotype)}",
+        f"network    {cfg.dataset.name}: F={cfg.train.channels}, N={cfg.train.cells_per_stage} "
+        f"({3 * cfg.train.cells_per_stage + 2} cells), input {task.input_shape}, {task.num_classes} classes",
+        f"params     {size['params']:,} ({size['params'] / 1e6:.2f}M, auxiliary head excluded)",
+        f"mult-adds  {size['macs']:,} ({size['macs'] / 1e6:.0f}M)",
+    ]
+    print("\n".join(lines))
+    return {**size, "test_accuracy": None, "test_perplexity": None, "wall_seconds": time.perf_counter() - start}

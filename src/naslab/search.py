@@ -1,0 +1,125 @@
+"""The search loop: ask the strategy, score with the evaluator, record, tell, checkpoint.
+
+Resuming is exact: the strategy state is checkpointed after every `tell`, and every evaluation is
+in the archive before the next starts. On restart the strategy is restored to its last
+checkpoint and asked again; architectures already in the archive are taken from it instead of
+being re-evaluated, so a killed search loses no evaluated architecture and repeats no work.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from naslab.archive import Archive, ArchiveRecord
+from naslab.evaluators.base import Evaluator
+from naslab.spaces.base import Space
+from naslab.strategies.base import Strategy
+
+log = logging.getLogger(__name__)
+G = TypeVar("G")
+MetricsLogger = Callable[[dict[str, float], int], None]
+
+STATE_FILE = "search_state.pt"
+
+
+@dataclass
+class SearchResult(Generic[G]):
+    best_genotype: G
+    best_score: float
+    num_evaluated: int
+    wall_seconds: float
+    archive: Archive
+
+
+def genotype_key(space: Space[G], genotype: G) -> str:
+    """Identity of an architecture up to the space's symmetries."""
+    return json.dumps(space.to_dict(space.canonical(genotype)), sort_keys=True)
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill leaves the old or the new checkpoint, never half of one
+
+
+def run_search(
+    space: Space[G],
+    strategy: Strategy[G],
+    evaluator: Evaluator[G],
+    run_dir: Path,
+    num_architectures: int,
+    batch_size: int = 1,
+    seed: int = 0,
+    resume: bool = False,
+    log_metrics: MetricsLogger | None = None,
+) -> SearchResult[G]:
+    """Evaluates `num_architectures` architectures proposed by `strategy` (in batches)."""
+    if num_architectures < 1:
+        raise ValueError(f"search.num_architectures must be >= 1, got {num_architectures}")
+    run_dir = Path(run_dir)
+    archive = Archive(run_dir / "archive.jsonl", resume=resume)
+    state_path = run_dir / STATE_FILE
+    told = 0  # architectures the strategy has been told about
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        strategy.load_state_dict(state["strategy"])
+        told = int(state["num_told"])
+        log.info("restored strategy state after %d told architectures", told)
+    elif resume and len(archive):
+        log.warning("no %s in %s: replaying the strategy from its seed", STATE_FILE, run_dir)
+    start = time.perf_counter() - sum(r.wall_seconds for r in archive.records)
+    best_so_far = max((r.score for r in archive.records if r.error is None), default=float("-inf"))
+
+    with Progress(
+        TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("best {task.fields[best]:.4f}"), transient=False,
+    ) as progress:
+        bar = progress.add_task("search", total=num_architectures, completed=min(len(archive), num_architectures),
+                                best=max(best_so_far, 0.0))
+        while told < num_architectures:
+            n = min(batch_size, num_architectures - told)
+            genotypes = strategy.ask(n)
+            scores = []
+            for genotype in genotypes:
+                space.validate(genotype)
+                key = genotype_key(space, genotype)
+                record = archive.get(key)
+                if record is None:
+                    evaluation = evaluator.evaluate([genotype])[0]
+                    record = ArchiveRecord(
+                        index=len(archive), key=key, genotype=space.to_dict(genotype),
+                        readable=space.describe(genotype), score=evaluation.score, seed=seed,
+                        epochs=evaluation.epochs, params=evaluation.params,
+                        wall_seconds=evaluation.wall_seconds, error=evaluation.error, extra=evaluation.extra,
+                    )
+                    archive.append(record)
+                    if record.error is None:
+                        best_so_far = max(best_so_far, record.score)
+                    if log_metrics is not None:
+                        log_metrics({"search/score": record.score, "search/best_so_far": best_so_far,
+                                     "search/params": float(record.params or 0)}, record.index)
+                    progress.update(bar, completed=min(len(archive), num_architectures), best=max(best_so_far, 0.0))
+                scores.append(record.score)
+            strategy.tell(genotypes, scores)
+            told += len(genotypes)
+            _save_state(state_path, {"strategy": strategy.state_dict(), "num_told": told})
+
+    best = archive.best()
+    if best is None:
+        raise RuntimeError(f"every one of the {len(archive)} evaluated architectures failed; see {archive.path}")
+    return SearchResult(
+        best_genotype=space.genotype_from_dict(best.genotype),
+        best_score=best.score,
+        num_evaluated=len(archive),
+        wall_seconds=time.perf_counter() - start,
+        archive=archive,
+    )
+

@@ -1,0 +1,95 @@
+"""The search-space interface shared by every space (micro, macro, rnn, mlp, ...).
+
+A space knows what an architecture is and nothing about how it is chosen or scored: strategies
+talk to it through `sample`, the token table and `symmetries`; evaluators and final training
+through `build_child`.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Iterator, Sequence, TypeVar
+
+import numpy as np
+from torch import nn
+
+G = TypeVar("G")
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a network must fit: derived from the datamodule, so the space never sees the data."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    stem: str = "cifar"  # network skeleton family: "cifar" (small images) or "imagenet"
+
+
+class Space(ABC, Generic[G]):
+    """A search space: genotypes, their sampling, tokens and networks."""
+
+    name: str = "space"
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> G:
+        """One architecture drawn uniformly over the decisions, reproducibly from `rng`."""
+
+    @abstractmethod
+    def size(self) -> int:
+        """Number of distinct decision sequences in the space."""
+
+    def enumerate(self) -> Iterator[G]:
+        """Every architecture; only small spaces support it."""
+        raise NotImplementedError(f"space '{self.name}' is too large to enumerate")
+
+    @abstractmethod
+    def token_choices(self) -> list[int]:
+        """Number of valid tokens at each position (controller softmax sizes, decoder masks)."""
+
+    def valid_tokens(self, position: int) -> range:
+        return range(self.token_choices()[position])
+
+    @abstractmethod
+    def to_tokens(self, genotype: G) -> tuple[int, ...]:
+        """The decision sequence of a genotype; token t at position i is in valid_tokens(i)."""
+
+    @abstractmethod
+    def from_tokens(self, tokens: Sequence[int]) -> G:
+        """The genotype of a decision sequence (inverse of to_tokens)."""
+
+    def canonical(self, genotype: G) -> G:
+        """One fixed representative of `genotype`'s symmetry class (for de-duplication)."""
+        return genotype
+
+    def symmetries(self, genotype: G) -> list[G]:
+        """Genotypes that denote the same network (including `genotype` itself)."""
+        return [genotype]
+
+    @abstractmethod
+    def validate(self, genotype: G) -> None:
+        """Raises a one-line error if `genotype` does not belong to this space."""
+
+    @abstractmethod
+    def genotype_from_dict(self, data: Any) -> G:
+        """Reads a genotype from its JSON data (validated structurally, not against the space)."""
+
+    @abstractmethod
+    def build_child(self, genotype: G, task: Task, **network: Any) -> nn.Module:
+        """The stand-alone network of a genotype, sized by the keyword arguments."""
+
+    def draw(self, genotype: G, out_dir: Path) -> list[Path]:
+        """Pictures of the architecture; spaces without a picture return []."""
+        return []
+
+    def describe(self, genotype: G) -> str:
+        return str(genotype)
+
+    def to_dict(self, genotype: G) -> dict[str, Any]:
+        return genotype.to_dict()  # type: ignore[attr-defined]
+
+    def save_genotype(self, genotype: G, path: Path) -> None:
+        """Writes genotype.json: the space name, the genotype data and its readable string."""
+        payload = {"space": self.name, "genotype": self.to_dict(genotype), "readable": self.describe(genotype)}
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")

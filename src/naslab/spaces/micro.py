@@ -1,0 +1,185 @@
+"""The micro (cell) search space of NASNet / ENAS / NAO / DARTS.
+
+Decisions per node: (input, op) for each of its two branches; B nodes per cell; a normal and a
+reduction cell. The token sequence lists, cell by cell and node by node,
+[left input, left op, right input, right op]; tokens are indices into the valid choices at
+their position (inputs 0..k+1 for node k, ops 0..|ops|-1), which is what an ENAS controller's
+per-position softmax and NAO's decoder mask need.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+from torch import nn
+
+from naslab.ops.cnn import OPS
+from naslab.ops.cnn import op_set as lookup_op_set
+from naslab.spaces.base import Space, Task
+from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Branch, Cell, GenotypeError, MicroGenotype, Node
+from naslab.spaces.micro_network import MicroNetwork
+
+TOKENS_PER_NODE = 4
+CELL_NAMES = ("normal", "reduce")
+
+
+class MicroSpace(Space[MicroGenotype]):
+    """Normal + reduction cell with `num_nodes` nodes over a named op set."""
+
+    name = "micro"
+
+    def __init__(self, num_nodes: int = 5, op_set: str = "enas", concat: Literal["unused", "all"] = "unused"):
+        if num_nodes < 1:
+            raise ValueError(f"micro space needs num_nodes >= 1, got {num_nodes}")
+        if concat not in ("unused", "all"):
+            raise ValueError(f"micro space concat must be 'unused' or 'all', got '{concat}'")
+        self.num_nodes = num_nodes
+        self.op_set_name = op_set
+        self.ops: tuple[str, ...] = lookup_op_set(op_set)
+        self.concat_rule = concat
+
+    def __repr__(self) -> str:
+        return f"MicroSpace(num_nodes={self.num_nodes}, op_set='{self.op_set_name}', concat='{self.concat_rule}')"
+
+    # --- structure -------------------------------------------------------------------------
+    def _concat(self, nodes: tuple[Node, ...]) -> tuple[int, ...]:
+        if self.concat_rule == "all":
+            return tuple(range(NUM_CELL_INPUTS, NUM_CELL_INPUTS + len(nodes)))
+        return Cell(nodes, (NUM_CELL_INPUTS,)).unused_nodes()
+
+    def _cell(self, nodes: Sequence[Node]) -> Cell:
+        nodes = tuple(nodes)
+        return Cell(nodes, self._concat(nodes))
+
+    def size(self) -> int:
+        per_cell = math.prod((k + NUM_CELL_INPUTS) ** 2 * len(self.ops) ** 2 for k in range(self.num_nodes))
+        return per_cell**2
+
+    def sample(self, rng: np.random.Generator) -> MicroGenotype:
+        cells = []
+        for _ in CELL_NAMES:
+            nodes = []
+            for k in range(self.num_nodes):
+                branches = [
+                    Branch(int(rng.integers(k + NUM_CELL_INPUTS)), self.ops[int(rng.integers(len(self.ops)))])
+                    for _ in range(2)
+                ]
+                nodes.append(Node(*branches))
+            cells.append(self._cell(nodes))
+        return MicroGenotype(*cells)
+
+    def enumerate(self) -> Iterator[MicroGenotype]:
+        if self.size() > 1_000_000:
+            raise NotImplementedError(f"{self!r} has {self.size():,} architectures; too many to enumerate")
+        choices = [range(n) for n in self.token_choices()]
+        for tokens in itertools.product(*choices):
+            yield self.from_tokens(tokens)
+
+    # --- tokens ----------------------------------------------------------------------------
+    def token_choices(self) -> list[int]:
+        per_cell = []
+        for k in range(self.num_nodes):
+            per_cell += [k + NUM_CELL_INPUTS, len(self.ops)] * 2
+        return per_cell * len(CELL_NAMES)
+
+    def to_tokens(self, genotype: MicroGenotype) -> tuple[int, ...]:
+        self.validate(genotype)
+        tokens: list[int] = []
+        for cell in (genotype.normal, genotype.reduce):
+            for node in cell.nodes:
+                for branch in node.branches:
+                    tokens += [branch.input, self.ops.index(branch.op)]
+        return tuple(tokens)
+
+    def from_tokens(self, tokens: Sequence[int]) -> MicroGenotype:
+        choices = self.token_choices()
+        if len(tokens) != len(choices):
+            raise GenotypeError(f"expected {len(choices)} tokens for {self!r}, got {len(tokens)}")
+        for i, (t, n) in enumerate(zip(tokens, choices)):
+            if not 0 <= int(t) < n:
+                raise GenotypeError(f"token {i} is {t}; valid tokens at this position are 0..{n - 1}")
+        per_cell = self.num_nodes * TOKENS_PER_NODE
+        cells = []
+        for c in range(len(CELL_NAMES)):
+            chunk = [int(t) for t in tokens[c * per_cell : (c + 1) * per_cell]]
+            nodes = [
+                Node(Branch(chunk[i], self.ops[chunk[i + 1]]), Branch(chunk[i + 2], self.ops[chunk[i + 3]]))
+                for i in range(0, per_cell, TOKENS_PER_NODE)
+            ]
+            cells.append(self._cell(nodes))
+        return MicroGenotype(*cells)
+
+    # --- equivalences and validation --------------------------------------------------------
+    def symmetries(self, genotype: MicroGenotype) -> list[MicroGenotype]:
+        """All genotypes reachable by swapping the two branches of any nodes (a node sums them).
+
+        The concat set is unchanged by swaps, so every variant is the same network function.
+        """
+        variants = []
+        for cell in (genotype.normal, genotype.reduce):
+            options = [{node, node.swapped()} for node in cell.nodes]
+            variants.append([Cell(tuple(nodes), cell.concat) for nodes in itertools.product(*options)])
+        seen: dict[MicroGenotype, None] = {}
+        for normal, reduce in itertools.product(*variants):
+            seen.setdefault(MicroGenotype(normal, reduce), None)
+        return list(seen)
+
+    def canonical(self, genotype: MicroGenotype) -> MicroGenotype:
+        """Branches of every node in sorted (input, op) order: equal for all symmetric variants."""
+
+        def canon(cell: Cell) -> Cell:
+            nodes = tuple(
+                node if (node.left.input, node.left.op) <= (node.right.input, node.right.op) else node.swapped()
+                for node in cell.nodes
+            )
+            return Cell(nodes, cell.concat)
+
+        return MicroGenotype(canon(genotype.normal), canon(genotype.reduce))
+
+    def validate(self, genotype: MicroGenotype) -> None:
+        if not isinstance(genotype, MicroGenotype):
+            raise GenotypeError(f"expected a MicroGenotype, got {type(genotype).__name__}")
+        for name, cell in genotype.cells.items():
+            if cell.num_nodes != self.num_nodes:
+                raise GenotypeError(f"{name} has {cell.num_nodes} nodes; {self!r} has {self.num_nodes}")
+            for k, node in enumerate(cell.nodes):
+                for side, branch in (("left", node.left), ("right", node.right)):
+                    if branch.op not in self.ops:
+                        raise GenotypeError(
+                            f"{name}.nodes[{k}].{side}.op='{branch.op}' is not in op set "
+                            f"'{self.op_set_name}' ({', '.join(self.ops)})"
+                        )
+
+    def genotype_from_dict(self, data: Any) -> MicroGenotype:
+        return MicroGenotype.from_dict(data)
+
+    # --- networks and pictures ---------------------------------------------------------------
+    def build_child(
+        self,
+        genotype: MicroGenotype,
+        task: Task,
+        channels: int = 16,
+        cells_per_stage: int = 1,
+        auxiliary: bool = False,
+        **_: Any,
+    ) -> nn.Module:
+        unknown = sorted(op for op in genotype.ops() if op not in OPS)
+        if unknown:
+            raise GenotypeError(f"genotype uses unknown ops {unknown}; known: {', '.join(OPS.names())}")
+        return MicroNetwork(
+            genotype,
+            num_classes=task.num_classes,
+            in_channels=task.input_shape[0],
+            channels=channels,
+            cells_per_stage=cells_per_stage,
+            auxiliary=auxiliary,
+            stem=task.stem,  # type: ignore[arg-type]
+        )
+
+    def draw(self, genotype: MicroGenotype, out_dir: Path) -> list[Path]:
+        from naslab.analysis.cell_plot import draw_genotype
+
+        return draw_genotype(genotype, out_dir)

@@ -1,0 +1,49 @@
+"""Published genotypes as data, looked up by name (never `eval`), or read from a genotype.json."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from naslab.spaces.micro_genotype import GenotypeError, MicroGenotype
+
+
+@lru_cache(maxsize=None)
+def _published_micro() -> dict[str, Any]:
+    text = resources.files("naslab.spaces").joinpath("published/micro.json").read_text()
+    return json.loads(text)
+
+
+def published_names() -> list[str]:
+    return sorted(_published_micro())
+
+
+def published_source(name: str) -> str:
+    return _published_micro()[name].get("source", "")
+
+
+def published_genotype(name: str) -> MicroGenotype:
+    entries = _published_micro()
+    if name not in entries:
+        raise GenotypeError(f"unknown published genotype '{name}'; known: {', '.join(sorted(entries))}")
+    return MicroGenotype.from_dict(entries[name]["genotype"])
+
+
+def load_genotype_data(ref: str) -> tuple[str | None, Any]:
+    """Resolves `genotype=<published name | path>` to (space name or None, genotype data)."""
+    if ref in _published_micro():
+        return "micro", _published_micro()[ref]["genotype"]
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise GenotypeError(
+            f"genotype '{ref}' is neither a published name ({', '.join(published_names())}) nor an existing file"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise GenotypeError(f"genotype file {path} is not valid JSON: {err}") from None
+    if isinstance(data, dict) and "genotype" in data:
+        return data.get("space"), data["genotype"]
+    return None, data

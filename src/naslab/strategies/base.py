@@ -1,0 +1,39 @@
+"""The strategy interface: propose architectures (ask), learn from their scores (tell).
+
+Strategies never train networks themselves; evaluators score what they propose. Their state
+(random generator, controller weights, ...) round-trips through `state_dict` so that a killed
+search resumes exactly where it stopped.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Generic, Sequence, TypeVar
+
+from naslab.spaces.base import Space
+
+G = TypeVar("G")
+
+
+class Strategy(ABC, Generic[G]):
+    """ask / tell proposer over a space."""
+
+    name: str = "strategy"
+
+    def __init__(self, space: Space[G]):
+        self.space = space
+
+    @abstractmethod
+    def ask(self, n: int) -> list[G]:
+        """The next `n` architectures to evaluate."""
+
+    @abstractmethod
+    def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
+        """Scores of architectures proposed by `ask` (higher is better)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the search identically (JSON/torch-serialisable)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores `state_dict`."""

@@ -1,0 +1,4 @@
+"""Training LightningModules for child and final networks."""
+from naslab.train.classifier import ClassifierModule, NonFiniteLossError
+
+__all__ = ["ClassifierModule", "NonFiniteLossError"]

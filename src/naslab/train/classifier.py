@@ -1,0 +1,95 @@
+"""Image classification training of a (child or final) network, as DARTS/NAO train their cells.
+
+SGD with momentum and cosine annealing, an auxiliary-head loss and a linearly increasing
+drop-path probability. The same module trains proxy children during search (few epochs, no
+auxiliary head) and the final network from scratch.
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the evaluator records it as a failed trial."""
+
+
+class ClassifierModule(L.LightningModule):
+    """Trains `network` on (image, label) batches and reports accuracy on val/test."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        num_classes: int,
+        lr: float = 0.025,
+        lr_min: float = 0.0,
+        momentum: float = 0.9,
+        weight_decay: float = 3e-4,
+        epochs: int = 1,
+        auxiliary_weight: float = 0.0,
+        drop_path_prob: float = 0.0,
+    ):
+        super().__init__()
+        self.network = network
+        self.save_hyperparameters(ignore=["network"])
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def on_train_epoch_start(self) -> None:
+        if hasattr(self.network, "set_drop_path"):
+            # DARTS schedule: drop_path_prob * epoch / epochs, so early epochs are undisturbed.
+            self.network.set_drop_path(self.hparams.drop_path_prob * self.current_epoch / max(self.hparams.epochs, 1))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        if hasattr(self.network, "forward_with_aux"):
+            logits, aux = self.network.forward_with_aux(x)
+        else:
+            logits, aux = self.network(x), None
+        loss = F.cross_entropy(logits, y)
+        if aux is not None and self.hparams.auxiliary_weight > 0:
+            loss = loss + self.hparams.auxiliary_weight * F.cross_entropy(aux, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, step {batch_idx} (lr={self.hparams.lr})"
+            )
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.size(0))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=x.size(0))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_acc(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=x.size(0))
+        self.log("val/acc", self.val_acc, prog_bar=True, on_epoch=True, batch_size=x.size(0))
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.test_acc(logits, y)
+        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=x.size(0))
+        self.log("test/acc", self.test_acc, on_epoch=True, batch_size=x.size(0))
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(
+            self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum, weight_decay=self.hparams.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(self.hparams.epochs, 1), eta_min=self.hparams.lr_min
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def is_finite_score(value: float) -> bool:
+    return value is not None and math.isfinite(value)

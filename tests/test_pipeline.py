@@ -1,0 +1,131 @@
+"""End-to-end runs of the composed config: outputs, modes, determinism, errors, resuming."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra.errors import InstantiationException
+
+from naslab.data import MissingDataError
+from naslab.pipeline import run
+from naslab.spaces import GenotypeError
+
+RESULT_KEYS = {"mode", "dataset", "space", "strategy", "evaluator", "seed", "genotype", "search", "final"}
+
+
+def read_archive(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines()]
+
+
+def test_search_train_writes_every_output(compose_cfg, tmp_path) -> None:
+    results = run(compose_cfg("debug=fast"))
+    run_dir = tmp_path / "run"
+    assert json.loads((run_dir / "results.json").read_text()) == results
+    assert set(results) == RESULT_KEYS
+    assert results["mode"] == "search_train" and results["strategy"] == "random"
+    assert results["evaluator"] == "standalone" and results["space"] == "micro"
+    assert set(results["search"]) == {"best_score", "num_evaluated", "wall_seconds"}
+    assert results["search"]["num_evaluated"] == 2
+    assert set(results["final"]) == {"params", "macs", "test_accuracy", "test_perplexity", "wall_seconds"}
+    assert 0.0 <= results["final"]["test_accuracy"] <= 1.0 and results["final"]["params"] > 0
+    archive = read_archive(run_dir)
+    assert len(archive) == 2
+    assert {"genotype", "score", "seed", "epochs", "params", "wall_seconds"} <= set(archive[0])
+    best = max(archive, key=lambda r: r["score"])
+    assert results["search"]["best_score"] == best["score"]
+    assert json.loads((run_dir / "genotype.json").read_text())["readable"] == results["genotype"] == best["readable"]
+    for name in ("normal", "reduce"):
+        assert (run_dir / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (run_dir / f"{name}.dot").exists()
+
+
+def test_seeded_run_is_identical_twice(compose_cfg, tmp_path) -> None:
+    def strip(results: dict) -> dict:
+        out = json.loads(json.dumps(results))
+        out["search"].pop("wall_seconds")
+        out["final"].pop("wall_seconds")
+        return out
+
+    first = run(compose_cfg("debug=fast", "seed=3", run_dir=tmp_path / "a"))
+    second = run(compose_cfg("debug=fast", "seed=3", run_dir=tmp_path / "b"))
+    assert strip(first) == strip(second)
+    scores = [[(r["key"], r["score"]) for r in read_archive(tmp_path / d)] for d in "ab"]
+    assert scores[0] == scores[1]
+    other = run(compose_cfg("debug=fast", "seed=4", run_dir=tmp_path / "c"))
+    assert other["genotype"] != first["genotype"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "params"),
+    [
+        (["genotype=darts_v2", "dataset=cifar10"], 3_349_342),
+        (["genotype=darts_v1", "dataset=cifar10"], 3_169_414),
+        (["genotype=darts_v2", "dataset=imagenet"], 4_718_752),
+    ],
+)
+def test_summary_reports_paper_sizes_without_data(compose_cfg, capsys, overrides, params) -> None:
+    results = run(compose_cfg("mode=summary", "space=micro", "paths.data_dir=/nonexistent", *overrides))
+    assert results["final"]["params"] == params
+    assert results["final"]["macs"] > 400e6 and results["final"]["test_accuracy"] is None
+    assert results["search"] is None and results["strategy"] is None
+    assert f"{params:,}" in capsys.readouterr().out
+
+
+def test_train_mode_takes_a_genotype_file(compose_cfg, tmp_path) -> None:
+    searched = run(compose_cfg("debug=fast", "mode=search", run_dir=tmp_path / "search"))
+    assert searched["final"] is None
+    path = tmp_path / "search" / "genotype.json"
+    trained = run(compose_cfg("debug=fast", "mode=train", f"genotype={path}", run_dir=tmp_path / "train"))
+    assert trained["genotype"] == searched["genotype"] and trained["search"] is None
+    assert trained["final"]["test_accuracy"] is not None
+
+
+def test_killed_search_resumes_without_re_evaluating(compose_cfg, tmp_path, monkeypatch) -> None:
+    from naslab.evaluators.standalone import StandaloneEvaluator
+
+    calls: list[str] = []
+    original = StandaloneEvaluator.evaluate_one
+    monkeypatch.setattr(StandaloneEvaluator, "evaluate_one", lambda self, g: calls.append(str(g)) or original(self, g))
+    run_dir = tmp_path / "search"
+    run(compose_cfg("debug=fast", "mode=search", "search.num_architectures=3", "search.batch_size=2", run_dir=run_dir))
+    first = read_archive(run_dir)
+    assert len(first) == len(calls) == 3
+    with pytest.raises(FileExistsError, match="resume=true"):
+        run(compose_cfg("debug=fast", "mode=search", run_dir=run_dir))
+    calls.clear()
+    run(compose_cfg("debug=fast", "mode=search", "search.num_architectures=5", "search.batch_size=2", "resume=true",
+                    run_dir=run_dir))
+    second = read_archive(run_dir)
+    assert second[:3] == first and len(second) == 5 and len(calls) == 2
+    assert len({r["key"] for r in second}) == 5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        (["mode=nope"], ValueError, "unknown mode 'nope'"),
+        (["mode=train"], ValueError, "mode=train needs genotype="),
+        (["mode=train", "genotype=missing.json"], GenotypeError, "neither a published name"),
+        (["mode=train", "genotype=BAD"], GenotypeError, r"normal.nodes\[0\].left.input=4 must be in \[0, 1\]"),
+        (["mode=summary", "genotype=UNKNOWN_OP"], GenotypeError, r"unknown ops \['conv_9x9'\]"),
+        (["mode=search", "dataset=cifar10", "paths.data_dir=DATA"], MissingDataError, "cifar-10-batches-py"),
+    ],
+)
+def test_bad_input_is_one_clear_error(compose_cfg, tmp_path, overrides, error, message) -> None:
+    bad = {"normal": {"nodes": [[[4, "identity"], [0, "identity"]]], "concat": [2]},
+           "reduce": {"nodes": [[[0, "identity"], [1, "identity"]]], "concat": [2]}}
+    (tmp_path / "bad.json").write_text(json.dumps({"space": "micro", "genotype": bad}))
+    bad["normal"]["nodes"][0][0] = [1, "conv_9x9"]
+    (tmp_path / "unknown_op.json").write_text(json.dumps(bad))
+    replacements = {"DATA": tmp_path / "empty", "BAD": tmp_path / "bad.json", "UNKNOWN_OP": tmp_path / "unknown_op.json"}
+    for key, value in replacements.items():
+        overrides = [o.replace(key, str(value)) for o in overrides]
+    with pytest.raises(error, match=message) as info:
+        run(compose_cfg("debug=fast", *overrides))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_op_set_fails_at_instantiation(compose_cfg) -> None:
+    with pytest.raises(InstantiationException, match="unknown op set 'foo'"):
+        run(compose_cfg("debug=fast", "space.op_set=foo"))

@@ -1,0 +1,93 @@
+"""A search killed with SIGKILL resumes without losing or repeating work; failed trials are handled."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from naslab.archive import Archive, ArchiveRecord
+from naslab.data import DigitsDataModule
+from naslab.evaluators.standalone import StandaloneEvaluator
+from naslab.pipeline import run
+from naslab.spaces import MicroSpace, Task
+from tests.conftest import REPO_ROOT
+
+SEARCH_ARGS = ["mode=search", "logger=none", "debug=fast", "search.num_architectures=8", "search.batch_size=3",
+               "evaluator.epochs=4", "trainer.limit_train_batches=4"]
+
+
+def read_archive(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_kill_9_mid_search_then_resume_loses_nothing(compose_cfg, tmp_path) -> None:
+    run_dir = tmp_path / "killed"
+    archive = run_dir / "archive.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", *SEARCH_ARGS, f"hydra.run.dir={run_dir}"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if archive.exists() and len(archive.read_text().splitlines()) >= 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the search ended before it could be killed"
+    before = read_archive(run_dir)
+    assert 2 <= len(before) < 8
+
+    resumed = run(compose_cfg(*SEARCH_ARGS, "resume=true", run_dir=run_dir))
+    after = read_archive(run_dir)
+    assert after[: len(before)] == before  # nothing evaluated before the kill was lost or rewritten
+    assert len(after) == 8 == resumed["search"]["num_evaluated"]
+    assert len({r["key"] for r in after}) == 8  # nothing evaluated twice
+
+    # the resumed search is the search that was never interrupted
+    fresh = run(compose_cfg(*SEARCH_ARGS, run_dir=tmp_path / "fresh"))
+    assert [(r["key"], r["score"]) for r in read_archive(tmp_path / "fresh")] == [(r["key"], r["score"]) for r in after]
+    assert fresh["genotype"] == resumed["genotype"]
+
+
+def test_truncated_last_archive_line_is_dropped(tmp_path) -> None:
+    archive = Archive(tmp_path / "archive.jsonl")
+    archive.append(ArchiveRecord(index=0, key="a", genotype={}, readable="a", score=0.5, seed=0))
+    with (tmp_path / "archive.jsonl").open("a") as f:
+        f.write('{"index": 1, "key": "b", "geno')  # killed mid-write
+    resumed = Archive(tmp_path / "archive.jsonl", resume=True)
+    assert [r.key for r in resumed.records] == ["a"] and resumed.best().score == 0.5
+
+
+class NaNSpace(MicroSpace):
+    """A space whose children output NaN: their training loss is NaN from the first step."""
+
+    def build_child(self, genotype, task, **network):
+        class NaNNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.linear = nn.Linear(64, task.num_classes)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.linear(x.flatten(1)) * float("nan")
+
+        return NaNNet()
+
+
+def test_nan_loss_is_a_logged_failed_trial(caplog) -> None:
+    space = NaNSpace(2, "enas")
+    evaluator = StandaloneEvaluator(
+        space, Task(10, (1, 8, 8)), lambda **kw: DigitsDataModule(phase="search", **kw),
+        lambda **kw: L.Trainer(accelerator="cpu", limit_train_batches=2, limit_val_batches=1, **kw), epochs=1,
+    )
+    [evaluation] = evaluator.evaluate([space.sample(np.random.default_rng(0))])
+    assert evaluation.score == 0.0 and "training loss is nan" in evaluation.error
+    assert "child failed, scored 0" in caplog.text
