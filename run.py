@@ -1,4 +1,5 @@
 """Entry point: `python run.py [overrides]`. All the work is in naslab.pipeline.run."""
+
 import hydra
 from omegaconf import DictConfig
 

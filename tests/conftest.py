@@ -1,4 +1,5 @@
 """Shared fixtures: the real Hydra config composed with the compose API, as the entry point sees it."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Shared by the data tests and the end-to-end tests, so every loader is tested against the
 format it reads in production, never against a mock; nothing here needs a download.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,37 +29,49 @@ def write_cifar10(root, per_batch: int = 20, test: int = 20) -> None:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     start = 0
-    for b, (name, n) in enumerate([(f"data_batch_{i}", per_batch) for i in range(1, 6)]
-                                  + [("test_batch", test)]):
+    for b, (name, n) in enumerate([(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test)]):
         idx = range(start, start + n)
-        write_pickle(folder / name, {
-            b"batch_label": f"batch {b}".encode(),
-            b"labels": [i % 10 for i in idx],
-            b"data": np.stack([cifar_pixels(i).reshape(-1) for i in idx]),
-            b"filenames": [f"img_{i}.png".encode() for i in idx],
-        })
+        write_pickle(
+            folder / name,
+            {
+                b"batch_label": f"batch {b}".encode(),
+                b"labels": [i % 10 for i in idx],
+                b"data": np.stack([cifar_pixels(i).reshape(-1) for i in idx]),
+                b"filenames": [f"img_{i}.png".encode() for i in idx],
+            },
+        )
         start += n
-    write_pickle(folder / "batches.meta", {
-        b"label_names": [f"class{i}".encode() for i in range(10)],
-        b"num_cases_per_batch": per_batch, b"num_vis": 3072,
-    })
+    write_pickle(
+        folder / "batches.meta",
+        {
+            b"label_names": [f"class{i}".encode() for i in range(10)],
+            b"num_cases_per_batch": per_batch,
+            b"num_vis": 3072,
+        },
+    )
 
 
 def write_cifar100(root, train: int = 100, test: int = 20) -> None:
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
     for name, idx in (("train", range(train)), ("test", range(train, train + test))):
-        write_pickle(folder / name, {
-            b"batch_label": name.encode(),
-            b"fine_labels": [i % 100 for i in idx],
-            b"coarse_labels": [i % 20 for i in idx],
-            b"data": np.stack([cifar_pixels(i).reshape(-1) for i in idx]),
-            b"filenames": [f"img_{i}.png".encode() for i in idx],
-        })
-    write_pickle(folder / "meta", {
-        b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-        b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
-    })
+        write_pickle(
+            folder / name,
+            {
+                b"batch_label": name.encode(),
+                b"fine_labels": [i % 100 for i in idx],
+                b"coarse_labels": [i % 20 for i in idx],
+                b"data": np.stack([cifar_pixels(i).reshape(-1) for i in idx]),
+                b"filenames": [f"img_{i}.png".encode() for i in idx],
+            },
+        )
+    write_pickle(
+        folder / "meta",
+        {
+            b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+        },
+    )
 
 
 def write_idx_gz(folder, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:

@@ -1,4 +1,5 @@
 """End-to-end runs of the composed config: outputs, modes, determinism, errors, resuming."""
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,9 @@ def test_search_train_writes_every_output(compose_cfg, tmp_path) -> None:
     best = max(archive, key=lambda r: r["score"])
     assert results["search"]["best_score"] == best["score"]
     assert json.loads((run_dir / "genotype.json").read_text())["readable"] == results["genotype"] == best["readable"]
-    for name in ("normal", "reduce"):
+    for name in ("normal", "reduce", "search_curve"):
         assert (run_dir / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert (run_dir / f"{name}.dot").exists()
+    assert (run_dir / "normal.dot").exists() and (run_dir / "reduce.dot").exists()
 
 
 def test_seeded_run_is_identical_twice(compose_cfg, tmp_path) -> None:
@@ -94,8 +95,16 @@ def test_killed_search_resumes_without_re_evaluating(compose_cfg, tmp_path, monk
     with pytest.raises(FileExistsError, match="resume=true"):
         run(compose_cfg("debug=fast", "mode=search", run_dir=run_dir))
     calls.clear()
-    run(compose_cfg("debug=fast", "mode=search", "search.num_architectures=5", "search.batch_size=2", "resume=true",
-                    run_dir=run_dir))
+    run(
+        compose_cfg(
+            "debug=fast",
+            "mode=search",
+            "search.num_architectures=5",
+            "search.batch_size=2",
+            "resume=true",
+            run_dir=run_dir,
+        )
+    )
     second = read_archive(run_dir)
     assert second[:3] == first and len(second) == 5 and len(calls) == 2
     assert len({r["key"] for r in second}) == 5
@@ -113,12 +122,18 @@ def test_killed_search_resumes_without_re_evaluating(compose_cfg, tmp_path, monk
     ],
 )
 def test_bad_input_is_one_clear_error(compose_cfg, tmp_path, overrides, error, message) -> None:
-    bad = {"normal": {"nodes": [[[4, "identity"], [0, "identity"]]], "concat": [2]},
-           "reduce": {"nodes": [[[0, "identity"], [1, "identity"]]], "concat": [2]}}
+    bad = {
+        "normal": {"nodes": [[[4, "identity"], [0, "identity"]]], "concat": [2]},
+        "reduce": {"nodes": [[[0, "identity"], [1, "identity"]]], "concat": [2]},
+    }
     (tmp_path / "bad.json").write_text(json.dumps({"space": "micro", "genotype": bad}))
     bad["normal"]["nodes"][0][0] = [1, "conv_9x9"]
     (tmp_path / "unknown_op.json").write_text(json.dumps(bad))
-    replacements = {"DATA": tmp_path / "empty", "BAD": tmp_path / "bad.json", "UNKNOWN_OP": tmp_path / "unknown_op.json"}
+    replacements = {
+        "DATA": tmp_path / "empty",
+        "BAD": tmp_path / "bad.json",
+        "UNKNOWN_OP": tmp_path / "unknown_op.json",
+    }
     for key, value in replacements.items():
         overrides = [o.replace(key, str(value)) for o in overrides]
     with pytest.raises(error, match=message) as info:

@@ -1,4 +1,5 @@
 """A search killed with SIGKILL resumes without losing or repeating work; failed trials are handled."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,15 @@ from naslab.pipeline import run
 from naslab.spaces import MicroSpace, Task
 from tests.conftest import REPO_ROOT
 
-SEARCH_ARGS = ["mode=search", "logger=none", "debug=fast", "search.num_architectures=8", "search.batch_size=3",
-               "evaluator.epochs=4", "trainer.limit_train_batches=4"]
+SEARCH_ARGS = [
+    "mode=search",
+    "logger=none",
+    "debug=fast",
+    "search.num_architectures=8",
+    "search.batch_size=3",
+    "evaluator.epochs=4",
+    "trainer.limit_train_batches=4",
+]
 
 
 def read_archive(run_dir: Path) -> list[dict]:
@@ -34,7 +42,9 @@ def test_kill_9_mid_search_then_resume_loses_nothing(compose_cfg, tmp_path) -> N
     archive = run_dir / "archive.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "run.py", *SEARCH_ARGS, f"hydra.run.dir={run_dir}"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -85,8 +95,11 @@ class NaNSpace(MicroSpace):
 def test_nan_loss_is_a_logged_failed_trial(caplog) -> None:
     space = NaNSpace(2, "enas")
     evaluator = StandaloneEvaluator(
-        space, Task(10, (1, 8, 8)), lambda **kw: DigitsDataModule(phase="search", **kw),
-        lambda **kw: L.Trainer(accelerator="cpu", limit_train_batches=2, limit_val_batches=1, **kw), epochs=1,
+        space,
+        Task(10, (1, 8, 8)),
+        lambda **kw: DigitsDataModule(phase="search", **kw),
+        lambda **kw: L.Trainer(accelerator="cpu", limit_train_batches=2, limit_val_batches=1, **kw),
+        epochs=1,
     )
     [evaluation] = evaluator.evaluate([space.sample(np.random.default_rng(0))])
     assert evaluation.score == 0.0 and "training loss is nan" in evaluation.error

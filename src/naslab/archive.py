@@ -3,6 +3,7 @@
 One JSON line per evaluation, flushed and fsynced before the next evaluation starts, so a
 search killed at any moment (even `kill -9`) loses at most the evaluation in flight.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 W&B must never prompt or touch the network when no key is configured: `mode: auto` picks
 offline mode then, and the run can be synced later with `wandb sync <run dir>/wandb`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,9 +46,7 @@ def wandb_logger(
         log.info("W&B in offline mode (no API key); sync later with `wandb sync %s/wandb`", save_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
-        project=project, name=name, group=group, tags=list(tags), save_dir=save_dir, offline=offline
-    )
+    return WandbLogger(project=project, name=name, group=group, tags=list(tags), save_dir=save_dir, offline=offline)
 
 
 def csv_logger(save_dir: str, name: str = "csv") -> CSVLogger:

@@ -3,6 +3,7 @@
 `run(cfg)` is what `run.py` calls and what tests call with a composed config; it returns the
 dict it writes to `results.json`. Loggers are closed on every exit path.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from naslab.analysis.search_plot import plot_search_curve
 from naslab.loggers import close_logger, filter_known_warnings, hyperparameters, log_images, log_metrics
 from naslab.search import run_search
 from naslab.spaces.base import Space, Task
@@ -91,8 +93,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         elif cfg.mode in ("train", "search_train"):
             datamodule = _datamodule(cfg, "final", batch_size=cfg.train.batch_size, cutout=cfg.train.cutout)
             results["final"] = train_final(
-                space, genotype, _task(cfg, datamodule), datamodule, trainer_factory, run_dir,
-                OmegaConf.to_container(cfg.train, resolve=True), logger, int(cfg.seed), bool(cfg.resume),
+                space,
+                genotype,
+                _task(cfg, datamodule),
+                datamodule,
+                trainer_factory,
+                run_dir,
+                OmegaConf.to_container(cfg.train, resolve=True),
+                logger,
+                int(cfg.seed),
+                bool(cfg.resume),
             )
             log_metrics(logger, {f"final/{k}": float(v) for k, v in results["final"].items() if v is not None})
         (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -103,8 +113,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         close_logger(logger, status)
 
 
-def _search(cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: Path, logger: Any,
-            results: dict[str, Any]) -> Any:
+def _search(
+    cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: Path, logger: Any, results: dict[str, Any]
+) -> Any:
     datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
     task = _task(cfg, datamodule_factory())
     strategy = instantiate(cfg.strategy, space=space)
@@ -113,18 +124,33 @@ def _search(cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: P
     )
     results["strategy"], results["evaluator"] = strategy.name, evaluator.name
     outcome = run_search(
-        space, strategy, evaluator, run_dir,
-        num_architectures=cfg.search.num_architectures, batch_size=cfg.search.batch_size,
-        seed=int(cfg.seed), resume=bool(cfg.resume),
+        space,
+        strategy,
+        evaluator,
+        run_dir,
+        num_architectures=cfg.search.num_architectures,
+        batch_size=cfg.search.batch_size,
+        seed=int(cfg.seed),
+        resume=bool(cfg.resume),
         log_metrics=(lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None,
     )
+    curve = plot_search_curve(
+        outcome.archive.records,
+        run_dir / "search_curve.png",
+        f"{strategy.name} + {evaluator.name} on {cfg.dataset.name}",
+    )
+    log_images(logger, "search", [curve])
     results["search"] = {
         "best_score": outcome.best_score,
         "num_evaluated": outcome.num_evaluated,
         "wall_seconds": outcome.wall_seconds,
     }
-    log.info("search: best validation score %.4f over %d architectures in %.1f s",
-             outcome.best_score, outcome.num_evaluated, outcome.wall_seconds)
+    log.info(
+        "search: best validation score %.4f over %d architectures in %.1f s",
+        outcome.best_score,
+        outcome.num_evaluated,
+        outcome.wall_seconds,
+    )
     return outcome.best_genotype
 
 
@@ -132,8 +158,9 @@ def _summary(cfg: DictConfig, space: Space[Any], genotype: Any) -> dict[str, Any
     datamodule = _datamodule(cfg, "final", batch_size=cfg.train.batch_size)
     task = _task(cfg, datamodule)
     start = time.perf_counter()
-    network = space.build_child(genotype, task, channels=cfg.train.channels,
-                                cells_per_stage=cfg.train.cells_per_stage, auxiliary=True)
+    network = space.build_child(
+        genotype, task, channels=cfg.train.channels, cells_per_stage=cfg.train.cells_per_stage, auxiliary=True
+    )
     size = network_size(network, task.input_shape)
     lines = [
         f"genotype   {space.describe(genotype)}",

@@ -4,6 +4,7 @@ Spaces, ops, strategies and published genotypes are looked up by name so that co
 error messages all speak the same vocabulary, and a new entry is covered by the tests that are
 parametrized over the registry the day it is added (the timm pattern).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar

@@ -5,6 +5,7 @@ in the archive before the next starts. On restart the strategy is restored to it
 checkpoint and asked again; architectures already in the archive are taken from it instead of
 being re-evaluated, so a killed search loses no evaluated architecture and repeats no work.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,11 +80,19 @@ def run_search(
     best_so_far = max((r.score for r in archive.records if r.error is None), default=float("-inf"))
 
     with Progress(
-        TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("best {task.fields[best]:.4f}"), transient=False,
+        TextColumn("[bold]search"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("best {task.fields[best]:.4f}"),
+        transient=False,
     ) as progress:
-        bar = progress.add_task("search", total=num_architectures, completed=min(len(archive), num_architectures),
-                                best=max(best_so_far, 0.0))
+        bar = progress.add_task(
+            "search",
+            total=num_architectures,
+            completed=min(len(archive), num_architectures),
+            best=max(best_so_far, 0.0),
+        )
         while told < num_architectures:
             n = min(batch_size, num_architectures - told)
             genotypes = strategy.ask(n)
@@ -95,17 +104,30 @@ def run_search(
                 if record is None:
                     evaluation = evaluator.evaluate([genotype])[0]
                     record = ArchiveRecord(
-                        index=len(archive), key=key, genotype=space.to_dict(genotype),
-                        readable=space.describe(genotype), score=evaluation.score, seed=seed,
-                        epochs=evaluation.epochs, params=evaluation.params,
-                        wall_seconds=evaluation.wall_seconds, error=evaluation.error, extra=evaluation.extra,
+                        index=len(archive),
+                        key=key,
+                        genotype=space.to_dict(genotype),
+                        readable=space.describe(genotype),
+                        score=evaluation.score,
+                        seed=seed,
+                        epochs=evaluation.epochs,
+                        params=evaluation.params,
+                        wall_seconds=evaluation.wall_seconds,
+                        error=evaluation.error,
+                        extra=evaluation.extra,
                     )
                     archive.append(record)
                     if record.error is None:
                         best_so_far = max(best_so_far, record.score)
                     if log_metrics is not None:
-                        log_metrics({"search/score": record.score, "search/best_so_far": best_so_far,
-                                     "search/params": float(record.params or 0)}, record.index)
+                        log_metrics(
+                            {
+                                "search/score": record.score,
+                                "search/best_so_far": best_so_far,
+                                "search/params": float(record.params or 0),
+                            },
+                            record.index,
+                        )
                     progress.update(bar, completed=min(len(archive), num_architectures), best=max(best_so_far, 0.0))
                 scores.append(record.score)
             strategy.tell(genotypes, scores)
@@ -122,4 +144,3 @@ def run_search(
         wall_seconds=time.perf_counter() - start,
         archive=archive,
     )
-

@@ -1,4 +1,5 @@
 """Size of a network as the papers' tables report it: parameters and multiply-adds."""
+
 from __future__ import annotations
 
 import torch

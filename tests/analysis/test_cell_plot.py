@@ -6,8 +6,7 @@ import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import pytest
 
-from naslab.analysis import cell_to_dot, draw_cell, draw_genotype
-from naslab.analysis import cell_plot
+from naslab.analysis import cell_plot, cell_to_dot, draw_cell, draw_genotype
 from naslab.spaces.micro_genotype import GenotypeError, MicroGenotype, make_cell
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -79,8 +78,7 @@ def test_dot_has_one_labelled_edge_per_branch_and_the_concat_edges(cell):
 
     names = {0: "c_{k-2}", 1: "c_{k-1}"}
     expected = sorted(
-        (names.get(b.input, str(b.input - 2)), str(k), f'label="{b.op}"')
-        for k, b in non_none_branches(cell)
+        (names.get(b.input, str(b.input - 2)), str(k), f'label="{b.op}"') for k, b in non_none_branches(cell)
     )
     assert sorted((u, v, a.split(",")[0]) for u, v, a in labelled) == expected
     assert sorted(u for u, _, _ in concat) == sorted(str(i - 2) for i in cell.concat)

@@ -1,4 +1,5 @@
 """Every registered op keeps shapes at stride 1, halves them at stride 2, and passes gradients."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The micro space and its genotype: round trips, validation, tokens, symmetries, networks."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,10 @@ def test_readable_string() -> None:
 
 def test_darts_format_is_read() -> None:
     darts = {
-        "normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "normal_concat": [2],
-        "reduce": [["conv_7x1_1x7", 1], ["max_pool_3x3", 0]], "reduce_concat": [2],
+        "normal": [["sep_conv_3x3", 0], ["skip_connect", 1]],
+        "normal_concat": [2],
+        "reduce": [["conv_7x1_1x7", 1], ["max_pool_3x3", 0]],
+        "reduce_concat": [2],
     }
     g = MicroGenotype.from_dict(darts)
     assert g.normal.nodes[0] == Node(Branch(0, "sep_conv_3x3"), Branch(1, "identity"))

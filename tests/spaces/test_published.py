@@ -1,4 +1,5 @@
 """Published genotypes: they build, run on CIFAR- and ImageNet-sized input, and match paper sizes."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,6 @@
-"""Analysis helpers: pictures of searched architectures."""
-from naslab.analysis.cell_plot import cell_to_dot, draw_cell, draw_genotype
+"""Analysis helpers: pictures of searched architectures and of the search itself."""
 
-__all__ = ["cell_to_dot", "draw_cell", "draw_genotype"]
+from naslab.analysis.cell_plot import cell_to_dot, draw_cell, draw_genotype
+from naslab.analysis.search_plot import plot_search_curve
+
+__all__ = ["cell_to_dot", "draw_cell", "draw_genotype", "plot_search_curve"]

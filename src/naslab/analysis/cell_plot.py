@@ -8,6 +8,7 @@ output as c_{k}. Branches whose op is "none" are left out, as DARTS does.
 Drawing uses a bare `Figure` on the Agg canvas: it never touches pyplot's figure manager or the
 process-wide backend, so it works headless and cannot leak open figures.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -186,10 +187,7 @@ def _route(cell: Cell, pos: dict[int, tuple[float, float]]) -> list[_Edge]:
             candidates = [sign * b for b in bends if b >= 0.2]
         p0, p2 = pos[e.src], pos[e.dst]
         # First clear candidate (least bent); if none is clear, the one through the fewest nodes.
-        scored = [
-            (_node_hits(p0, p2, r, pos, {e.src, e.dst}, n_states), k)
-            for k, r in enumerate(candidates)
-        ]
+        scored = [(_node_hits(p0, p2, r, pos, {e.src, e.dst}, n_states), k) for k, r in enumerate(candidates)]
         e.rad = candidates[min(scored)[1]]
     return edges
 
@@ -205,13 +203,10 @@ def _place_labels(edges: list[_Edge], pos, n_states: int) -> None:
     labelled = [e for e in edges if e.op is not None]
     if not labelled:
         return
-    samples = [
-        [_bezier(pos[e.src], pos[e.dst], e.rad, k / 40) for k in range(1, 40)] for e in edges
-    ]
+    samples = [[_bezier(pos[e.src], pos[e.dst], e.rad, k / 40) for k in range(1, 40)] for e in edges]
     options = (0.5, 0.42, 0.58, 0.35, 0.65, 0.28, 0.72, 0.22, 0.78)
     boxes = {
-        id(e): [(*_bezier(pos[e.src], pos[e.dst], e.rad, t), len(e.op) * char_w / 2 + 0.04)
-                for t in options]
+        id(e): [(*_bezier(pos[e.src], pos[e.dst], e.rad, t), len(e.op) * char_w / 2 + 0.04) for t in options]
         for e in labelled
     }
     own = {id(e): i for i, e in enumerate(edges)}
@@ -225,9 +220,7 @@ def _place_labels(edges: list[_Edge], pos, n_states: int) -> None:
                 if abs(x - nx) < hw + nhw and abs(y - ny) < half_h + nhh:
                     cost += 100.0
             for j, pts in enumerate(samples):
-                if j != own[id(e)] and any(
-                    abs(px - x) < hw and abs(py - y) < half_h + 0.02 for px, py in pts
-                ):
+                if j != own[id(e)] and any(abs(px - x) < hw and abs(py - y) < half_h + 0.02 for px, py in pts):
                     cost += 10.0
             costs.append(cost)
         fixed_cost[id(e)] = costs
@@ -296,8 +289,14 @@ def _render(cell: Cell, title: str, png: Path) -> None:
         else:
             color = _COLORS["palegoldenrod" if i == n_states else "darkseagreen2"]
             patch = FancyBboxPatch(
-                (x - _RECT_W / 2, y - _RECT_H / 2), _RECT_W, _RECT_H,
-                boxstyle="round,pad=0,rounding_size=0.08", fc=color, ec="black", lw=1.5, zorder=3,
+                (x - _RECT_W / 2, y - _RECT_H / 2),
+                _RECT_W,
+                _RECT_H,
+                boxstyle="round,pad=0,rounding_size=0.08",
+                fc=color,
+                ec="black",
+                lw=1.5,
+                zorder=3,
             )
             name = OUTPUT_NAME if i == n_states else INPUT_NAMES[i]
             label = f"${name}$"
@@ -324,7 +323,12 @@ def _render(cell: Cell, title: str, png: Path) -> None:
         )
         if e.op is not None and e.label_xy is not None:
             ax.text(
-                *e.label_xy, e.op, ha="center", va="center", fontsize=_EDGE_FONT, zorder=5,
+                *e.label_xy,
+                e.op,
+                ha="center",
+                va="center",
+                fontsize=_EDGE_FONT,
+                zorder=5,
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85),
             )
     fig.savefig(png, format="png", dpi=_DPI)
@@ -345,7 +349,4 @@ def draw_cell(cell: Cell, path: str | Path, title: str) -> Path:
 def draw_genotype(genotype: MicroGenotype, out_dir: str | Path, prefix: str = "") -> list[Path]:
     """Draws the normal and reduction cells to out_dir/{prefix}normal.png and {prefix}reduce.png."""
     out = Path(out_dir)
-    return [
-        draw_cell(cell, out / f"{prefix}{name}.png", f"{prefix}{name}")
-        for name, cell in genotype.cells.items()
-    ]
+    return [draw_cell(cell, out / f"{prefix}{name}.png", f"{prefix}{name}") for name, cell in genotype.cells.items()]

@@ -1,4 +1,5 @@
 """Evaluators: how an architecture gets its score."""
+
 from naslab.evaluators.base import Evaluation, Evaluator
 from naslab.evaluators.standalone import StandaloneEvaluator
 

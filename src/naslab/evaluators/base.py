@@ -1,4 +1,5 @@
 """The evaluator interface: how an architecture gets its score."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

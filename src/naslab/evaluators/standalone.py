@@ -4,6 +4,7 @@ This is the expensive but unbiased evaluator (NAO's stand-alone search, Zoph & L
 child is trained by its own Lightning `Trainer` on the search-train split and scored on the
 held-out search-valid split; the test set is never touched here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,6 +36,7 @@ class StandaloneEvaluator(Evaluator[G]):
         seed: int = 0,
         epochs: int = 5,
         batch_size: int = 64,
+        train_batches: int | float | None = None,
         channels: int = 16,
         cells_per_stage: int = 1,
         lr: float = 0.05,
@@ -47,9 +49,15 @@ class StandaloneEvaluator(Evaluator[G]):
         self.trainer_factory = trainer_factory
         self.seed = seed
         self.epochs = epochs
-        self.network_kwargs: dict[str, Any] = {"channels": channels, "cells_per_stage": cells_per_stage, "auxiliary": False}
+        self.network_kwargs: dict[str, Any] = {
+            "channels": channels,
+            "cells_per_stage": cells_per_stage,
+            "auxiliary": False,
+        }
         self.optim_kwargs = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
         self.grad_clip = grad_clip
+        # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
+        self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}
 
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
         return [self.evaluate_one(g) for g in genotypes]
@@ -72,6 +80,7 @@ class StandaloneEvaluator(Evaluator[G]):
                 gradient_clip_val=self.grad_clip,
                 num_sanity_val_steps=0,
                 check_val_every_n_epoch=self.epochs,  # validate once, after the last epoch
+                **self.trainer_overrides,
             )
         try:
             with quiet_lightning():

@@ -5,6 +5,7 @@ stride is 2, so that any op can sit on any edge. Layouts follow DARTS' `operatio
 before conv, BN after; separable conv applied twice; pools without BN in the final network) so
 that parameter counts of published genotypes match the authors' code exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,9 @@ class FactorizedConv(nn.Sequential):
 class DilConv(nn.Sequential):
     """ReLU -> depthwise dilated conv -> pointwise conv -> BN (DARTS `dil_conv_kxk`)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True
+    ):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
@@ -163,13 +166,28 @@ OP_SETS: dict[str, tuple[str, ...]] = {
     "enas": ("identity", "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3"),
     # NAO: the 11 ops of Sec. 4.1 (file 000): identity, 1x1 / 3x3 conv, 1x3+3x1, 1x7+7x1, max/avg pools
     "nao": (
-        "identity", "conv_1x1", "conv_3x3", "conv_1x3_3x1", "conv_1x7_7x1",
-        "max_pool_2x2", "max_pool_3x3", "max_pool_5x5", "avg_pool_2x2", "avg_pool_3x3", "avg_pool_5x5",
+        "identity",
+        "conv_1x1",
+        "conv_3x3",
+        "conv_1x3_3x1",
+        "conv_1x7_7x1",
+        "max_pool_2x2",
+        "max_pool_3x3",
+        "max_pool_5x5",
+        "avg_pool_2x2",
+        "avg_pool_3x3",
+        "avg_pool_5x5",
     ),
     # DARTS: the 8 ops of Liu et al. (incl. the zero op `none`)
     "darts": (
-        "none", "max_pool_3x3", "avg_pool_3x3", "identity",
-        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+        "none",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "identity",
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
     ),
 }
 

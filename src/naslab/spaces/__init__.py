@@ -1,4 +1,5 @@
 """Search spaces: what an architecture is, how to sample, tokenize and build it."""
+
 from naslab.spaces.base import Space, Task
 from naslab.spaces.micro import MicroSpace
 from naslab.spaces.micro_genotype import Branch, Cell, GenotypeError, MicroGenotype, Node, make_cell

@@ -4,6 +4,7 @@ A space knows what an architecture is and nothing about how it is chosen or scor
 talk to it through `sample`, the token table and `symmetries`; evaluators and final training
 through `build_child`.
 """
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ reduction cell. The token sequence lists, cell by cell and node by node,
 their position (inputs 0..k+1 for node k, ops 0..|ops|-1), which is what an ENAS controller's
 per-position softmax and NAO's decoder mask need.
 """
+
 from __future__ import annotations
 
 import itertools

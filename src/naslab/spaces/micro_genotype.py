@@ -5,6 +5,7 @@ is a cell input (0 = the cell two steps back, 1 = the previous cell) or an earli
 output concatenates the nodes in `concat` (ENAS/NAO: the nodes no other node uses; DARTS: all).
 Genotypes are frozen and hashable so that archives, caches and sets of architectures just work.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,9 +90,7 @@ class Cell:
             raise GenotypeError(f"{where}.concat has duplicates: {list(self.concat)}")
 
     def __str__(self) -> str:
-        nodes = " ".join(
-            f"{k + NUM_CELL_INPUTS}={n.left}+{n.right}" for k, n in enumerate(self.nodes)
-        )
+        nodes = " ".join(f"{k + NUM_CELL_INPUTS}={n.left}+{n.right}" for k, n in enumerate(self.nodes))
         return f"{nodes} -> cat{list(self.concat)}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,8 +180,10 @@ def _from_darts_format(data: dict[str, Any]) -> dict[str, Any]:
         if len(edges) % 2:
             raise GenotypeError(f"{name} has {len(edges)} edges; DARTS format needs two per node")
         nodes = [
-            [[int(edges[i][1]), _DARTS_OP_NAMES.get(edges[i][0], edges[i][0])],
-             [int(edges[i + 1][1]), _DARTS_OP_NAMES.get(edges[i + 1][0], edges[i + 1][0])]]
+            [
+                [int(edges[i][1]), _DARTS_OP_NAMES.get(edges[i][0], edges[i][0])],
+                [int(edges[i + 1][1]), _DARTS_OP_NAMES.get(edges[i + 1][0], edges[i + 1][0])],
+            ]
             for i in range(0, len(edges), 2)
         ]
         out[name] = {"nodes": nodes, "concat": list(data[f"{name}_concat"])}

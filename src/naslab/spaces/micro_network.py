@@ -5,6 +5,7 @@ weight-sharing supernet differ only in how an edge is realised, which `EdgeFacto
 Edge modules are keyed by (input, op) inside each node, so swapping a node's two branches gives
 the same parameter names: symmetric genotypes load each other's weights unchanged.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Literal
@@ -152,7 +153,9 @@ class MicroNetwork(nn.Module):
                 nn.BatchNorm2d(channels),
             )
             self.stem1 = nn.Sequential(
-                nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels)
+                nn.ReLU(inplace=True),
+                nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
             )
             c_prev_prev, c_prev, reduction_prev = channels, channels, True
         else:

@@ -1,4 +1,5 @@
 """Published genotypes as data, looked up by name (never `eval`), or read from a genotype.json."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Search strategies (ask / tell)."""
+
 from naslab.strategies.base import Strategy
 from naslab.strategies.random import RandomStrategy
 

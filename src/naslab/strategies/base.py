@@ -4,6 +4,7 @@ Strategies never train networks themselves; evaluators score what they propose. 
 (random generator, controller weights, ...) round-trips through `state_dict` so that a killed
 search resumes exactly where it stopped.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -3,6 +3,7 @@
 Samples uniformly over the space's decisions and never proposes the same network twice
 (duplicates are recognised up to the space's symmetries via `space.canonical`).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,9 @@ class RandomStrategy(Strategy[G]):
                 if key not in keys:
                     break
             else:
-                raise RuntimeError(f"random search found no unseen architecture in {self.max_tries} draws: space exhausted?")
+                raise RuntimeError(
+                    f"random search found no unseen architecture in {self.max_tries} draws: space exhausted?"
+                )
             keys.add(key)
             proposals.append(genotype)
         return proposals

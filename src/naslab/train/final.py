@@ -1,4 +1,5 @@
 """Final training: the searched (or published) genotype trained from scratch, then tested once."""
+
 from __future__ import annotations
 
 import logging
@@ -37,15 +38,27 @@ def train_final(
     L.seed_everything(seed, workers=True, verbose=False)
     start = time.perf_counter()
     network = space.build_child(
-        genotype, task, channels=train_cfg["channels"], cells_per_stage=train_cfg["cells_per_stage"],
+        genotype,
+        task,
+        channels=train_cfg["channels"],
+        cells_per_stage=train_cfg["cells_per_stage"],
         auxiliary=train_cfg["auxiliary_weight"] > 0,
     )
     size = network_size(network, task.input_shape)
-    log.info("final network: %s parameters (auxiliary head excluded), %s multiply-adds", f"{size['params']:,}", f"{size['macs']:,}")
+    log.info(
+        "final network: %s parameters (auxiliary head excluded), %s multiply-adds",
+        f"{size['params']:,}",
+        f"{size['macs']:,}",
+    )
     module = ClassifierModule(
-        network, task.num_classes, lr=train_cfg["lr"], momentum=train_cfg["momentum"],
-        weight_decay=train_cfg["weight_decay"], epochs=train_cfg["epochs"],
-        auxiliary_weight=train_cfg["auxiliary_weight"], drop_path_prob=train_cfg["drop_path_prob"],
+        network,
+        task.num_classes,
+        lr=train_cfg["lr"],
+        momentum=train_cfg["momentum"],
+        weight_decay=train_cfg["weight_decay"],
+        epochs=train_cfg["epochs"],
+        auxiliary_weight=train_cfg["auxiliary_weight"],
+        drop_path_prob=train_cfg["drop_path_prob"],
     )
     checkpoints = Path(run_dir) / "checkpoints"
     with quiet_lightning():

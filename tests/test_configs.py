@@ -1,0 +1,147 @@
+"""The composed configuration: every preset runs with debug=fast, cluster configs compose, multirun works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from naslab.pipeline import run
+from tests.conftest import CONF_DIR, REPO_ROOT
+from tests.fake_data import write_cifar10, write_fashion_mnist_raw, write_imagefolder
+
+PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+
+
+def fake_data_for(dataset: str, data_dir: Path) -> None:
+    """Tiny real-format copies of the data sets that are not embedded (none is needed for digits)."""
+    if dataset == "cifar10":
+        write_cifar10(data_dir)
+    elif dataset == "fashion_mnist":
+        write_fashion_mnist_raw(data_dir)
+    elif dataset == "imagenet":
+        write_imagefolder(data_dir, classes=1000, train=1, val=1)
+
+
+def test_presets_exist() -> None:
+    assert {"random_digits", "random_fashion_mnist", "random_cifar10", "darts_v2_cifar10", "darts_v2_imagenet"} <= set(
+        PRESETS
+    )
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> None:
+    data_dir = tmp_path / "data"
+    probe = compose_cfg(f"experiment={preset}")
+    fake_data_for(probe.dataset.name, data_dir)
+    cfg = compose_cfg(
+        f"experiment={preset}",
+        "debug=fast",
+        f"paths.data_dir={data_dir}",
+        "dataset.datamodule.source_dir=null" if probe.dataset.name == "fashion_mnist" else "seed=0",
+    )
+    results = run(cfg)
+    assert results["dataset"] == probe.dataset.name and results["mode"] == probe.mode
+    if probe.mode in ("train", "search_train"):
+        assert results["final"]["test_accuracy"] is not None
+    if probe.mode in ("search", "search_train"):
+        assert results["search"]["num_evaluated"] == 2
+
+
+def test_debug_fast_shrinks_and_defaults_are_paper_recipes(compose_cfg) -> None:
+    cifar = compose_cfg("dataset=cifar10")
+    assert (cifar.train.channels, cifar.train.cells_per_stage, cifar.train.epochs) == (36, 6, 600)
+    assert (cifar.train.auxiliary_weight, cifar.train.drop_path_prob, cifar.train.cutout) == (0.4, 0.2, 16)
+    assert cifar.dataset.datamodule.search_valid_size == 5000
+    fast = compose_cfg("dataset=cifar10", "debug=fast")
+    assert fast.train.epochs == 1 and fast.search.num_architectures == 2 and fast.trainer.limit_train_batches == 2
+    assert compose_cfg().debug is None if "debug" in compose_cfg() else True
+
+
+@pytest.mark.parametrize(
+    ("trainer", "expected"),
+    [
+        ("gpu", {"accelerator": "gpu", "devices": 1}),
+        ("ddp", {"accelerator": "gpu", "strategy": "ddp"}),
+        ("cpu", {"accelerator": "cpu"}),
+    ],
+)
+def test_trainer_configs_compose(compose_cfg, trainer, expected) -> None:
+    cfg = compose_cfg(f"trainer={trainer}")
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    assert {k: cfg.trainer[k] for k in expected} == expected
+    if trainer == "cpu":
+        assert instantiate(cfg.trainer, max_epochs=1, logger=False).max_epochs == 1
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("joblib", "JoblibLauncher"),
+        ("local", "JoblibLauncher"),
+        ("submitit_slurm", "SlurmLauncher"),
+        ("slurm", "SlurmLauncher"),
+    ],
+)
+def test_launchers_compose(launcher, target) -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher in ("local", "slurm"):
+        assert cfg.hydra.launcher.get("n_jobs", 2) == 2 and cfg.hydra.launcher.get("timeout_min", 1440) == 1440
+
+
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_loggers_write_to_the_run_dir_offline(compose_cfg, tmp_path, monkeypatch, logger) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: W&B must go offline, not prompt
+    cfg = compose_cfg("debug=fast", "mode=search")
+    cfg_with_logger = compose_cfg("debug=fast", "mode=search", f"logger={logger}")
+    cfg.logger = cfg_with_logger.logger
+    run(cfg)
+    run_dir = tmp_path / "run"
+    if logger == "csv":
+        metrics = (run_dir / "csv" / "metrics.csv").read_text()
+        assert "search/score" in metrics and "search/best_so_far" in metrics
+    else:
+        runs = list((run_dir / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_multirun_over_seeds(tmp_path, launcher) -> None:
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable,
+        "run.py",
+        "-m",
+        "seed=0,1",
+        "mode=search",
+        "debug=fast",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    if launcher == "joblib":
+        cmd.append("hydra/launcher=local")
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seeds = sorted(json.loads((sweep / str(i) / "results.json").read_text())["seed"] for i in range(2))
+    assert seeds == [0, 1]
+
+
+def test_wandb_run_is_closed_after_an_error(compose_cfg, tmp_path, monkeypatch) -> None:
+    import wandb
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = compose_cfg("debug=fast", "mode=train")  # no genotype: fails after the logger started
+    cfg.logger = compose_cfg("logger=wandb").logger
+    with pytest.raises(ValueError, match="needs genotype"):
+        run(cfg)
+    assert wandb.run is None
