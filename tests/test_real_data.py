@@ -28,6 +28,6 @@ def test_random_search_on_real_fashion_mnist(compose_cfg, tmp_path) -> None:
     )
     results = run(cfg)
     assert (tmp_path / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").stat().st_size == 47_040_016
-    # 60 steps of a tiny cell network learn far above chance (0.1) on real data
-    assert results["search"]["best_score"] > 0.3
-    assert results["final"]["test_accuracy"] > 0.5
+    # 20-60 steps of a 4-channel cell network already learn far above chance (0.1) on real data
+    assert results["search"]["best_score"] > 0.25
+    assert results["final"]["test_accuracy"] > 0.3

@@ -37,6 +37,7 @@ class StandaloneEvaluator(Evaluator[G]):
         epochs: int = 5,
         batch_size: int = 64,
         train_batches: int | float | None = None,
+        channels_last: bool = False,
         channels: int = 16,
         cells_per_stage: int = 1,
         lr: float = 0.05,
@@ -54,7 +55,12 @@ class StandaloneEvaluator(Evaluator[G]):
             "cells_per_stage": cells_per_stage,
             "auxiliary": False,
         }
-        self.optim_kwargs = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        self.module_kwargs = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "channels_last": channels_last,
+        }
         self.grad_clip = grad_clip
         # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
         self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}
@@ -69,7 +75,7 @@ class StandaloneEvaluator(Evaluator[G]):
         start = time.perf_counter()
         network = self.space.build_child(genotype, self.task, **self.network_kwargs)
         params = count_parameters(network)
-        module = ClassifierModule(network, self.task.num_classes, epochs=self.epochs, **self.optim_kwargs)
+        module = ClassifierModule(network, self.task.num_classes, epochs=self.epochs, **self.module_kwargs)
         with quiet_lightning():
             trainer = self.trainer_factory(
                 max_epochs=self.epochs,

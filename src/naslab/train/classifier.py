@@ -32,11 +32,12 @@ class ClassifierModule(L.LightningModule):
         epochs: int = 1,
         auxiliary_weight: float = 0.0,
         drop_path_prob: float = 0.0,
-        channels_last: bool = True,
+        channels_last: bool = False,
     ):
         super().__init__()
-        # NHWC is 2x faster than NCHW for these small depthwise-heavy nets on CPU
-        # (benchmarks/channels_last.py) and helps tensor cores under AMP on GPU.
+        # NHWC is about 2x faster than NCHW for these small depthwise-heavy nets on CPU
+        # (benchmarks/channels_last.py), but off by default: torch 2.14.1's CPU (oneDNN) backward of
+        # a stride-2 1x1 conv segfaults on some channels-last shapes (e.g. 16x8x56x56).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network = network.to(memory_format=self.memory_format)
         self.save_hyperparameters(ignore=["network"])

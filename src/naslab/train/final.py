@@ -59,6 +59,7 @@ def train_final(
         epochs=train_cfg["epochs"],
         auxiliary_weight=train_cfg["auxiliary_weight"],
         drop_path_prob=train_cfg["drop_path_prob"],
+        channels_last=train_cfg.get("channels_last", False),
     )
     checkpoints = Path(run_dir) / "checkpoints"
     with quiet_lightning():
