@@ -75,6 +75,19 @@ def test_truncated_last_archive_line_is_dropped(tmp_path) -> None:
         f.write('{"index": 1, "key": "b", "geno')  # killed mid-write
     resumed = Archive(tmp_path / "archive.jsonl", resume=True)
     assert [r.key for r in resumed.records] == ["a"] and resumed.best().score == 0.5
+    resumed.append(ArchiveRecord(index=1, key="b", genotype={}, readable="b", score=0.7, seed=0))
+    resumed.append(ArchiveRecord(index=2, key="c", genotype={}, readable="c", score=0.1, seed=0))
+    again = Archive(tmp_path / "archive.jsonl", resume=True)  # the partial line did not corrupt the file
+    assert [r.key for r in again.records] == ["a", "b", "c"] and again.best().key == "b"
+
+
+def test_record_without_newline_is_kept(tmp_path) -> None:
+    path = tmp_path / "archive.jsonl"
+    Archive(path).append(ArchiveRecord(index=0, key="a", genotype={}, readable="a", score=0.5, seed=0))
+    path.write_text(path.read_text().rstrip("\n"))  # killed between the record and its newline
+    resumed = Archive(path, resume=True)
+    resumed.append(ArchiveRecord(index=1, key="b", genotype={}, readable="b", score=0.7, seed=0))
+    assert [r.key for r in Archive(path, resume=True).records] == ["a", "b"]
 
 
 class NaNSpace(MicroSpace):

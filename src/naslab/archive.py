@@ -49,17 +49,27 @@ class Archive:
         self._by_key = {r.key: r for r in self.records}
 
     def _read(self) -> Iterator[ArchiveRecord]:
-        lines = self.path.read_text().splitlines()
+        lines = self.path.read_text().splitlines(keepends=True)
+        good_bytes = 0
         for n, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                yield ArchiveRecord(**json.loads(line))
-            except (json.JSONDecodeError, TypeError) as err:
-                if n == len(lines) - 1:  # a line cut by a kill mid-write: drop it, it is re-evaluated
-                    log.warning("dropping a truncated last line of %s: %s", self.path, err)
-                    return
-                raise ValueError(f"{self.path} line {n + 1} is not an archive record: {err}") from None
+            if line.strip():
+                try:
+                    record = ArchiveRecord(**json.loads(line))
+                except (json.JSONDecodeError, TypeError) as err:
+                    if n == len(lines) - 1:  # a line cut by a kill mid-write: it is re-evaluated
+                        log.warning("dropping a truncated last line of %s: %s", self.path, err)
+                        break
+                    raise ValueError(f"{self.path} line {n + 1} is not an archive record: {err}") from None
+                yield record
+            good_bytes += len(line.encode())
+        # Cut what was dropped, and end the last record's line (a kill may have come between the
+        # record and its newline), so that the next append starts on a fresh line.
+        with self.path.open("r+b") as f:
+            f.truncate(good_bytes)
+            if good_bytes:
+                f.seek(good_bytes - 1)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
 
     def __len__(self) -> int:
         return len(self.records)

@@ -61,23 +61,35 @@ def run_search(
     seed: int = 0,
     resume: bool = False,
     log_metrics: MetricsLogger | None = None,
+    max_proposals_factor: int = 10,
 ) -> SearchResult[G]:
-    """Evaluates `num_architectures` architectures proposed by `strategy` (in batches)."""
+    """Evaluates `num_architectures` distinct architectures proposed by `strategy` (in batches).
+
+    A proposal already in the archive (a strategy may repeat itself) takes its archived score and
+    costs no evaluation; the search stops after `max_proposals_factor * num_architectures`
+    proposals if the strategy keeps repeating itself.
+    """
     if num_architectures < 1:
         raise ValueError(f"search.num_architectures must be >= 1, got {num_architectures}")
     run_dir = Path(run_dir)
     archive = Archive(run_dir / "archive.jsonl", resume=resume)
     state_path = run_dir / STATE_FILE
-    told = 0  # architectures the strategy has been told about
+    fingerprint = {"space": repr(space), "strategy": strategy.name, "seed": seed, "batch_size": batch_size}
+    archived_at_tell, proposals = 0, 0  # archive size when the strategy was last told; proposals so far
     if resume and state_path.exists():
         state = torch.load(state_path, weights_only=False)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"resume=true in {run_dir}: it holds a search of {state['fingerprint']}, not of {fingerprint}"
+            )
         strategy.load_state_dict(state["strategy"])
-        told = int(state["num_told"])
-        log.info("restored strategy state after %d told architectures", told)
+        archived_at_tell, proposals = int(state["num_archived"]), int(state["num_proposed"])
+        log.info("restored the strategy after %d proposals (%d archived)", proposals, archived_at_tell)
     elif resume and len(archive):
         log.warning("no %s in %s: replaying the strategy from its seed", STATE_FILE, run_dir)
     start = time.perf_counter() - sum(r.wall_seconds for r in archive.records)
     best_so_far = max((r.score for r in archive.records if r.error is None), default=float("-inf"))
+    max_proposals = max_proposals_factor * num_architectures
 
     with Progress(
         TextColumn("[bold]search"),
@@ -85,54 +97,41 @@ def run_search(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("best {task.fields[best]:.4f}"),
-        transient=False,
     ) as progress:
-        bar = progress.add_task(
-            "search",
-            total=num_architectures,
-            completed=min(len(archive), num_architectures),
-            best=max(best_so_far, 0.0),
-        )
-        while told < num_architectures:
-            n = min(batch_size, num_architectures - told)
-            genotypes = strategy.ask(n)
+        bar = progress.add_task("search", total=num_architectures, completed=len(archive), best=max(best_so_far, 0.0))
+        while archived_at_tell < num_architectures and proposals < max_proposals:
+            # Depends only on checkpointed numbers, so a resumed search asks exactly what it asked.
+            genotypes = strategy.ask(min(batch_size, num_architectures - archived_at_tell))
             scores = []
             for genotype in genotypes:
                 space.validate(genotype)
                 key = genotype_key(space, genotype)
                 record = archive.get(key)
                 if record is None:
-                    evaluation = evaluator.evaluate([genotype])[0]
-                    record = ArchiveRecord(
-                        index=len(archive),
-                        key=key,
-                        genotype=space.to_dict(genotype),
-                        readable=space.describe(genotype),
-                        score=evaluation.score,
-                        seed=seed,
-                        epochs=evaluation.epochs,
-                        params=evaluation.params,
-                        wall_seconds=evaluation.wall_seconds,
-                        error=evaluation.error,
-                        extra=evaluation.extra,
-                    )
+                    record = _evaluate(space, evaluator, genotype, key, len(archive), seed)
                     archive.append(record)
                     if record.error is None:
                         best_so_far = max(best_so_far, record.score)
                     if log_metrics is not None:
-                        log_metrics(
-                            {
-                                "search/score": record.score,
-                                "search/best_so_far": best_so_far,
-                                "search/params": float(record.params or 0),
-                            },
-                            record.index,
-                        )
-                    progress.update(bar, completed=min(len(archive), num_architectures), best=max(best_so_far, 0.0))
+                        metrics = {
+                            "search/score": record.score,
+                            "search/best_so_far": best_so_far,
+                            "search/params": float(record.params or 0),
+                        }
+                        log_metrics(metrics, record.index)
+                    progress.update(bar, completed=len(archive), best=max(best_so_far, 0.0))
                 scores.append(record.score)
             strategy.tell(genotypes, scores)
-            told += len(genotypes)
-            _save_state(state_path, {"strategy": strategy.state_dict(), "num_told": told})
+            archived_at_tell, proposals = len(archive), proposals + len(genotypes)
+            state = {
+                "strategy": strategy.state_dict(),
+                "num_archived": archived_at_tell,
+                "num_proposed": proposals,
+                "fingerprint": fingerprint,
+            }
+            _save_state(state_path, state)
+    if len(archive) < num_architectures:
+        log.warning("the strategy proposed only %d distinct architectures in %d proposals", len(archive), proposals)
 
     best = archive.best()
     if best is None:
@@ -143,4 +142,21 @@ def run_search(
         num_evaluated=len(archive),
         wall_seconds=time.perf_counter() - start,
         archive=archive,
+    )
+
+
+def _evaluate(space: Space[G], evaluator: Evaluator[G], genotype: G, key: str, index: int, seed: int) -> ArchiveRecord:
+    evaluation = evaluator.evaluate([genotype])[0]
+    return ArchiveRecord(
+        index=index,
+        key=key,
+        genotype=space.to_dict(genotype),
+        readable=space.describe(genotype),
+        score=evaluation.score,
+        seed=seed,
+        epochs=evaluation.epochs,
+        params=evaluation.params,
+        wall_seconds=evaluation.wall_seconds,
+        error=evaluation.error,
+        extra=evaluation.extra,
     )

@@ -3,6 +3,7 @@
 No network and no system data: CIFAR pickles, Fashion-MNIST idx files and an ImageFolder are
 generated into tmp_path, so the readers are tested against the format, not against a mock.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -58,8 +59,7 @@ def test_digits_split_sizes_and_disjointness():
 
 
 def test_digits_split_seed_controls_valid_but_not_test():
-    a, b, c = (DigitsDataModule(split_seed=s, phase="final", search_valid_size=100)
-               for s in (0, 0, 1))
+    a, b, c = (DigitsDataModule(split_seed=s, phase="final", search_valid_size=100) for s in (0, 0, 1))
     sa, sb, sc = (DigitsDataModule(split_seed=s, search_valid_size=100) for s in (0, 0, 1))
     for dm in (a, b, c, sa, sb, sc):
         dm.setup()
@@ -121,17 +121,24 @@ def test_final_phase_fits_with_lightning_without_validation():
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     dm = DigitsDataModule(phase="final", max_test_samples=64)
     trainer.fit(Tiny(), datamodule=dm)
     assert "acc" in trainer.test(trainer.lightning_module, datamodule=dm, verbose=False)[0]
 
 
 # ------------------------------------------------------------------------------------------ CIFAR
-@pytest.mark.parametrize("cls, writer, n_train", [(CIFAR10DataModule, write_cifar10, 100),
-                                                  (CIFAR100DataModule, write_cifar100, 100)])
+@pytest.mark.parametrize(
+    "cls, writer, n_train", [(CIFAR10DataModule, write_cifar10, 100), (CIFAR100DataModule, write_cifar100, 100)]
+)
 def test_cifar_reads_real_format(tmp_path, cls, writer, n_train):
     writer(tmp_path)
     assert cls(data_dir=str(tmp_path)).search_valid_size == 5000
@@ -169,8 +176,7 @@ def test_fashion_mnist_decompresses_idx_files_from_source_dir(tmp_path):
     write_idx_gz(source, "train", train_x, train_y)
     write_idx_gz(source, "t10k", test_x, test_y)
 
-    dm = FashionMNISTDataModule(data_dir=str(data), source_dir=str(source), phase="final",
-                                augment=False, batch_size=10)
+    dm = FashionMNISTDataModule(data_dir=str(data), source_dir=str(source), phase="final", augment=False, batch_size=10)
     dm.prepare_data()
     for name in RAW_FILES:
         assert (data / "FashionMNIST" / "raw" / name).is_file()
@@ -181,8 +187,7 @@ def test_fashion_mnist_decompresses_idx_files_from_source_dir(tmp_path):
     pixels = unnormalize(x, FMNIST_MEAN, FMNIST_STD).squeeze(1) * 255
     assert torch.allclose(pixels, torch.from_numpy(test_x).float(), atol=1e-3)
 
-    search = FashionMNISTDataModule(data_dir=str(data), source_dir=None, search_valid_size=5,
-                                    cutout=6, batch_size=25)
+    search = FashionMNISTDataModule(data_dir=str(data), source_dir=None, search_valid_size=5, cutout=6, batch_size=25)
     search.setup()
     xb, yb = next(iter(search.train_dataloader()))
     assert xb.shape == (25, 1, 28, 28) and len(search.valid_set) == 5
@@ -202,16 +207,14 @@ def test_fashion_mnist_from_debian_package(tmp_path):
 # --------------------------------------------------------------------------------------- ImageNet
 def test_imagenet_imagefolder(tmp_path):
     write_imagefolder(tmp_path)
-    dm = ImageNetDataModule(data_dir=str(tmp_path), num_classes=3, search_valid_size=3,
-                            batch_size=4)
+    dm = ImageNetDataModule(data_dir=str(tmp_path), num_classes=3, search_valid_size=3, batch_size=4)
     assert dm.num_classes == 3 and dm.input_shape == (3, 224, 224)
     dm.setup()
     assert (len(dm.train_set), len(dm.valid_set)) == (9, 3)
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 224, 224) and y.max() < 3
     assert next(iter(dm.val_dataloader()))[0].shape == (3, 3, 224, 224)
-    final = ImageNetDataModule(data_dir=str(tmp_path), num_classes=3, phase="final",
-                               batch_size=6, augment=False)
+    final = ImageNetDataModule(data_dir=str(tmp_path), num_classes=3, phase="final", batch_size=6, augment=False)
     final.setup()
     x, y = next(iter(final.test_dataloader()))
     assert x.shape == (6, 3, 224, 224) and y.tolist() == [0, 0, 1, 1, 2, 2]
@@ -231,14 +234,16 @@ def test_imagenet_wrong_num_classes_and_unsorted_val(tmp_path):
 
 
 # ----------------------------------------------------------------------------------- missing data
-@pytest.mark.parametrize("make, expected", [
-    (lambda d: CIFAR10DataModule(data_dir=d), "cifar-10-batches-py"),
-    (lambda d: CIFAR100DataModule(data_dir=d), "cifar-100-python"),
-    (lambda d: FashionMNISTDataModule(data_dir=d, source_dir=None), "FashionMNIST/raw"),
-    (lambda d: FashionMNISTDataModule(data_dir=d, source_dir=os.path.join(d, "empty")),
-     "FashionMNIST/raw"),
-    (lambda d: ImageNetDataModule(data_dir=d), "imagenet"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda d: CIFAR10DataModule(data_dir=d), "cifar-10-batches-py"),
+        (lambda d: CIFAR100DataModule(data_dir=d), "cifar-100-python"),
+        (lambda d: FashionMNISTDataModule(data_dir=d, source_dir=None), "FashionMNIST/raw"),
+        (lambda d: FashionMNISTDataModule(data_dir=d, source_dir=os.path.join(d, "empty")), "FashionMNIST/raw"),
+        (lambda d: ImageNetDataModule(data_dir=d), "imagenet"),
+    ],
+)
 def test_missing_data_is_one_clear_line(tmp_path, make, expected):
     (tmp_path / "empty").mkdir()
     dm = make(str(tmp_path))

@@ -1,4 +1,5 @@
 """Image datamodules with search-train / search-valid / test splits for NAS experiments."""
+
 from naslab.data.base import ImageDataModule, MissingDataError
 from naslab.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from naslab.data.digits import DigitsDataModule

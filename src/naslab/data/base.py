@@ -8,6 +8,7 @@ disagree about which images they may look at:
 * ``test``: the official test set, touched only in ``phase="final"`` (re-training the chosen
   architecture), never during the search, so reported test accuracy is not selection-biased.
 """
+
 from __future__ import annotations
 
 import abc
@@ -121,8 +122,7 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
             raise ValueError("batch sizes must be positive")
         if cutout < 0:
             raise ValueError(f"cutout must be >= 0, got {cutout}")
-        for cap_name, cap in (("max_train_samples", max_train_samples),
-                              ("max_test_samples", max_test_samples)):
+        for cap_name, cap in (("max_train_samples", max_train_samples), ("max_test_samples", max_test_samples)):
             if cap is not None and cap < 1:
                 raise ValueError(f"{cap_name} must be positive or None, got {cap}")
         self.data_dir = str(data_dir)

@@ -5,6 +5,7 @@ because torchvision insists on the md5 of the official files; reading them ourse
 pixel layout, pickle ``encoding="bytes"``) accepts any file in the real format, e.g. the small
 fixtures of the tests or a re-packed subset. torchvision is still used to download when asked.
 """
+
 from __future__ import annotations
 
 import os
@@ -74,8 +75,7 @@ class _CIFARDataModule(ImageDataModule):
     std: ClassVar[tuple[float, float, float]]
     torchvision_class: ClassVar[type]
 
-    def __init__(self, data_dir: str = "data", search_valid_size: int | float = 5000,
-                 **kwargs: Any) -> None:
+    def __init__(self, data_dir: str = "data", search_valid_size: int | float = 5000, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, search_valid_size=search_valid_size, **kwargs)
         self._train_raw: CIFARArrays | None = None
 

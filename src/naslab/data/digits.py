@@ -3,6 +3,7 @@
 It needs no files and no network, so the whole search/final pipeline can be exercised end to end
 on a laptop or in CI in seconds.
 """
+
 from __future__ import annotations
 
 from typing import Callable

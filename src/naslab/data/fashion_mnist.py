@@ -4,6 +4,7 @@ Debian's ``dataset-fashion-mnist`` installs the four official ``*-ubyte.gz`` fil
 ``/usr/share/datasets/fashion-mnist``; decompressing them into ``data_dir`` gives exactly the files
 torchvision would download, so machines without network can still use the real dataset.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -45,8 +46,7 @@ class FashionMNISTDataModule(ImageDataModule):
     num_classes = 10
     input_shape = (1, 28, 28)
 
-    def __init__(self, data_dir: str = "data", source_dir: str | None = DEBIAN_SOURCE,
-                 **kwargs: Any) -> None:
+    def __init__(self, data_dir: str = "data", source_dir: str | None = DEBIAN_SOURCE, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.source_dir = source_dir
         self._train_raw: Dataset | None = None

@@ -4,6 +4,7 @@ torchvision cannot download ImageNet (licence), so the datamodule only checks th
 precisely what is wrong; a class-count check catches half-extracted or unsorted folders early,
 before an epoch is wasted with misaligned labels.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,10 @@ from naslab.data.transforms import build_pipeline
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-HOWTO = ("get ILSVRC2012 from https://image-net.org/download.php (torchvision cannot download it) "
-         "and sort val into class folders")
+HOWTO = (
+    "get ILSVRC2012 from https://image-net.org/download.php (torchvision cannot download it) "
+    "and sort val into class folders"
+)
 
 
 def _class_dirs(path: str) -> list[str]:
@@ -55,24 +58,30 @@ class ImageNetDataModule(ImageDataModule):
         for split in ("train", "val"):
             path = os.path.join(self.root, split)
             if not os.path.isdir(path):
-                raise MissingDataError(f"ImageNet not found: expected ImageFolder layout {layout} "
-                                       f"({path} is missing); {HOWTO}")
+                raise MissingDataError(
+                    f"ImageNet not found: expected ImageFolder layout {layout} ({path} is missing); {HOWTO}"
+                )
             classes[split] = _class_dirs(path)
             if not classes[split]:
-                raise MissingDataError(f"ImageNet {split} has no class folders in {path}; expected "
-                                       f"ImageFolder layout {layout}; {HOWTO}")
+                raise MissingDataError(
+                    f"ImageNet {split} has no class folders in {path}; expected ImageFolder layout {layout}; {HOWTO}"
+                )
             if len(classes[split]) != self.num_classes:
-                raise ValueError(f"ImageNet {split}: found {len(classes[split])} class folders in "
-                                 f"{path} but num_classes={self.num_classes}")
+                raise ValueError(
+                    f"ImageNet {split}: found {len(classes[split])} class folders in "
+                    f"{path} but num_classes={self.num_classes}"
+                )
         if classes["train"] != classes["val"]:
             only = sorted(set(classes["train"]) ^ set(classes["val"]))[:5]
-            raise ValueError(f"ImageNet train and val class folders differ (e.g. {only}); labels "
-                             f"would not line up")
+            raise ValueError(f"ImageNet train and val class folders differ (e.g. {only}); labels would not line up")
 
     def _transforms(self) -> tuple[Callable, Callable]:
         center = [T.Resize(256), T.CenterCrop(224)]
-        augment = [T.RandomResizedCrop(224), T.RandomHorizontalFlip(),
-                   T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)]
+        augment = [
+            T.RandomResizedCrop(224),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2),
+        ]
         train = build_pipeline(augment if self.augment else center, MEAN, STD, self.cutout)
         return train, build_pipeline(center, MEAN, STD)
 

@@ -3,6 +3,7 @@
 Pipelines use the classic ``torchvision.transforms`` API because the published NAS recipes (DARTS,
 NAO, ENAS) are written against it, so the augmentation matches theirs operation by operation.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence

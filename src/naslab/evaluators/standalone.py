@@ -64,6 +64,7 @@ class StandaloneEvaluator(Evaluator[G]):
         self.grad_clip = grad_clip
         # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
         self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}
+        self.fidelity = {"train_batches": train_batches, "channels": channels, "cells_per_stage": cells_per_stage}
 
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
         return [self.evaluate_one(g) for g in genotypes]
@@ -93,5 +94,13 @@ class StandaloneEvaluator(Evaluator[G]):
                 trainer.fit(module, datamodule=self.datamodule)
         except NonFiniteLossError as err:
             log.warning("child failed, scored 0: %s", err)
-            return Evaluation(0.0, params, self.epochs, time.perf_counter() - start, error=str(err))
-        return Evaluation(float(trainer.callback_metrics["val/acc"]), params, self.epochs, time.perf_counter() - start)
+            return Evaluation(
+                0.0, params, self.epochs, time.perf_counter() - start, error=str(err), extra=self.fidelity
+            )
+        return Evaluation(
+            float(trainer.callback_metrics["val/acc"]),
+            params,
+            self.epochs,
+            time.perf_counter() - start,
+            extra=self.fidelity,
+        )

@@ -33,6 +33,13 @@ class Space(ABC, Generic[G]):
 
     name: str = "space"
 
+    def __repr__(self) -> str:
+        """Class and simple settings: identifies the space in resume checks and logs."""
+        settings = ", ".join(
+            f"{k}={v!r}" for k, v in sorted(vars(self).items()) if isinstance(v, (int, float, str, bool, tuple))
+        )
+        return f"{type(self).__name__}({settings})"
+
     @abstractmethod
     def sample(self, rng: np.random.Generator) -> G:
         """One architecture drawn uniformly over the decisions, reproducibly from `rng`."""
