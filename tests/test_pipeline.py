@@ -58,17 +58,19 @@ def test_seeded_run_is_identical_twice(compose_cfg, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "params"),
+    ("overrides", "params", "macs"),
     [
-        (["genotype=darts_v2", "dataset=cifar10"], 3_349_342),
-        (["genotype=darts_v1", "dataset=cifar10"], 3_169_414),
-        (["genotype=darts_v2", "dataset=imagenet"], 4_718_752),
+        # parameters: the official DARTS code; mult-adds: conv + linear layers (DARTS Table 3 says 574M on
+        # ImageNet, counting more than convolutions; benchmarks/published_sizes.py prints the ratio)
+        (["genotype=darts_v2", "dataset=cifar10"], 3_349_342, 528_359_040),
+        (["genotype=darts_v1", "dataset=cifar10"], 3_169_414, 500_987_520),
+        (["genotype=darts_v2", "dataset=imagenet"], 4_718_752, 529_911_552),
     ],
 )
-def test_summary_reports_paper_sizes_without_data(compose_cfg, capsys, overrides, params) -> None:
+def test_summary_reports_paper_sizes_without_data(compose_cfg, capsys, overrides, params, macs) -> None:
     results = run(compose_cfg("mode=summary", "space=micro", "paths.data_dir=/nonexistent", *overrides))
     assert results["final"]["params"] == params
-    assert results["final"]["macs"] > 400e6 and results["final"]["test_accuracy"] is None
+    assert results["final"]["macs"] == macs and results["final"]["test_accuracy"] is None
     assert results["search"] is None and results["strategy"] is None
     assert f"{params:,}" in capsys.readouterr().out
 
@@ -139,6 +141,9 @@ def test_bad_input_is_one_clear_error(compose_cfg, tmp_path, overrides, error, m
     with pytest.raises(error, match=message) as info:
         run(compose_cfg("debug=fast", *overrides))
     assert "\n" not in str(info.value)
+    if "mode=nope" not in overrides:  # a failed run still writes results.json, with the error
+        failed = json.loads((tmp_path / "run" / "results.json").read_text())
+        assert failed["error"].startswith(type(info.value).__name__) and failed["final"] is None
 
 
 def test_unknown_op_set_fails_at_instantiation(compose_cfg) -> None:

@@ -1,4 +1,4 @@
-"""End-to-end on the real Fashion-MNIST files of Debian's dataset-fashion-mnist (skipped without it)."""
+"""Long end-to-end runs on real data: the default digits run and Debian's Fashion-MNIST files."""
 
 from __future__ import annotations
 
@@ -31,3 +31,15 @@ def test_random_search_on_real_fashion_mnist(compose_cfg, tmp_path) -> None:
     # 20-60 steps of a 4-channel cell network already learn far above chance (0.1) on real data
     assert results["search"]["best_score"] > 0.25
     assert results["final"]["test_accuracy"] > 0.3
+
+
+@pytest.mark.slow
+def test_default_run_is_quick_and_accurate(compose_cfg) -> None:
+    """`python run.py` (offline digits default): under 5 minutes on 2 cores, test accuracy >= 0.85."""
+    import time
+
+    start = time.perf_counter()
+    results = run(compose_cfg())
+    assert time.perf_counter() - start < 300
+    assert results["search"]["num_evaluated"] == 12
+    assert results["final"]["test_accuracy"] >= 0.85

@@ -29,7 +29,7 @@ SEARCH_ARGS = [
     "search.num_architectures=8",
     "search.batch_size=3",
     "evaluator.epochs=4",
-    "trainer.limit_train_batches=4",
+    "evaluator.train_batches=4",
 ]
 
 

@@ -42,7 +42,6 @@ def wandb_logger(
         raise ValueError(f"logger.mode must be auto, online or offline, got '{mode}'")
     offline = mode == "offline" or (mode == "auto" and not wandb_key_available())
     if offline:
-        os.environ.setdefault("WANDB_MODE", "offline")
         log.info("W&B in offline mode (no API key); sync later with `wandb sync %s/wandb`", save_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)

@@ -105,11 +105,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 bool(cfg.resume),
             )
             log_metrics(logger, {f"final/{k}": float(v) for k, v in results["final"].items() if v is not None})
-        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        log.info("results: %s", json.dumps(results))
         status = "success"
+        log.info("results: %s", json.dumps(results))
         return results
+    except Exception as err:
+        results["error"] = f"{type(err).__name__}: {err}"  # a failed run still says what it got to
+        raise
     finally:
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         close_logger(logger, status)
 
 

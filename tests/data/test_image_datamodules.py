@@ -6,16 +6,12 @@ generated into tmp_path, so the readers are tested against the format, not again
 
 from __future__ import annotations
 
-import gzip
 import os
-import pickle
-import struct
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from naslab.data import (
     CIFAR10DataModule,
@@ -30,8 +26,6 @@ from naslab.data.fashion_mnist import DEBIAN_SOURCE, RAW_FILES
 from naslab.data.fashion_mnist import MEAN as FMNIST_MEAN
 from naslab.data.fashion_mnist import STD as FMNIST_STD
 from naslab.data.transforms import cutout_mask
-
-
 from tests.fake_data import cifar_pixels, write_cifar10, write_cifar100, write_idx_gz, write_imagefolder
 
 

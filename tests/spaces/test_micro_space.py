@@ -71,11 +71,14 @@ def test_concat_rules() -> None:
     [
         (lambda d: d["normal"]["nodes"][1][0].__setitem__(0, 5), r"normal.nodes\[1\].left.input=5 must be in \[0, 2\]"),
         (lambda d: d["reduce"]["nodes"][0][1].__setitem__(1, 7), r"reduce.nodes\[0\].right.op must be an op name"),
-        (lambda d: d["normal"].__setitem__("concat", [9]), r"normal.concat has 9; node indices are 2..3"),
+        (lambda d: d["normal"].__setitem__("concat", [9]), r"normal.concat has 9; state indices are 0..3"),
         (lambda d: d["normal"].__setitem__("concat", []), r"normal.concat must name at least one node"),
         (lambda d: d["reduce"]["nodes"].__setitem__(0, [[0, "identity"]]), r"reduce.nodes\[0\] must be two"),
         (lambda d: d.pop("reduce"), r"missing \['reduce'\]"),
         (lambda d: d["normal"]["nodes"][0][0].__setitem__(0, "1"), r"normal.nodes\[0\].left.input must be an int"),
+        (lambda d: d["normal"].__setitem__("nodes", 5), r"normal.nodes must be a list, got 5"),
+        (lambda d: d["reduce"].__setitem__("concat", 3), r"reduce.concat must be a list, got 3"),
+        (lambda d: d.update(normal_concat=[2]), r"DARTS-format genotype is missing \['reduce_concat'\]"),
     ],
 )
 def test_malformed_genotypes_name_the_bad_field(mutate, message) -> None:
@@ -92,10 +95,19 @@ def test_space_validation_names_op_set_and_node_count() -> None:
     with pytest.raises(GenotypeError, match=r"op='conv_3x3' is not in op set 'enas'"):
         MicroSpace(2, "enas").validate(g)
     MicroSpace(2, "nao").validate(g)
+    with pytest.raises(GenotypeError, match=r"normal.concat=\[3\]; .* concatenates \[2, 3\] \(all nodes\)"):
+        MicroSpace(2, "nao", concat="all").validate(g)
     with pytest.raises(GenotypeError, match="not valid JSON"):
         MicroGenotype.from_json("{normal")
     with pytest.raises(ValueError, match="unknown op set 'foo'"):
         MicroSpace(3, "foo")
+
+
+def test_cells_built_from_lists_stay_hashable() -> None:
+    cell = Cell([Node(Branch(0, "identity"), Branch(1, "identity"))], [2])
+    assert hash(MicroGenotype(cell, cell)) == hash(
+        MicroGenotype(make_cell([((0, "identity"), (1, "identity"))]), make_cell([((0, "identity"), (1, "identity"))]))
+    )
 
 
 def test_readable_string() -> None:

@@ -146,6 +146,12 @@ class MicroSpace(Space[MicroGenotype]):
         for name, cell in genotype.cells.items():
             if cell.num_nodes != self.num_nodes:
                 raise GenotypeError(f"{name} has {cell.num_nodes} nodes; {self!r} has {self.num_nodes}")
+            expected = self._concat(cell.nodes)
+            if cell.concat != expected:
+                raise GenotypeError(
+                    f"{name}.concat={list(cell.concat)}; {self!r} concatenates "
+                    f"{list(expected)} ({self.concat_rule} nodes)"
+                )
             for k, node in enumerate(cell.nodes):
                 for side, branch in (("left", node.left), ("right", node.right)):
                     if branch.op not in self.ops:

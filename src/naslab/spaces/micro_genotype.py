@@ -52,6 +52,12 @@ class Cell:
     nodes: tuple[Node, ...]
     concat: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        # Lists from JSON or user code become tuples, so every genotype stays hashable.
+        for name in ("nodes", "concat"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
     @property
     def num_nodes(self) -> int:
         return len(self.nodes)
@@ -84,8 +90,8 @@ class Cell:
         if not self.concat:
             raise GenotypeError(f"{where}.concat must name at least one node")
         for i in self.concat:
-            if not isinstance(i, int) or not NUM_CELL_INPUTS <= i <= last:
-                raise GenotypeError(f"{where}.concat has {i!r}; node indices are {NUM_CELL_INPUTS}..{last}")
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i <= last:
+                raise GenotypeError(f"{where}.concat has {i!r}; state indices are 0..{last} (0-1 are the cell inputs)")
         if len(set(self.concat)) != len(self.concat):
             raise GenotypeError(f"{where}.concat has duplicates: {list(self.concat)}")
 
@@ -103,6 +109,9 @@ class Cell:
     def from_dict(cls, data: Any, where: str) -> "Cell":
         if not isinstance(data, dict) or "nodes" not in data or "concat" not in data:
             raise GenotypeError(f"{where} must be an object with 'nodes' and 'concat', got {data!r}")
+        for name in ("nodes", "concat"):
+            if not isinstance(data[name], (list, tuple)):
+                raise GenotypeError(f"{where}.{name} must be a list, got {data[name]!r}")
         nodes = []
         for k, node in enumerate(data["nodes"]):
             if not isinstance(node, (list, tuple)) or len(node) != 2:
@@ -175,6 +184,9 @@ _DARTS_OP_NAMES = {"skip_connect": "identity", "conv_7x1_1x7": "conv_1x7_7x1"}
 def _from_darts_format(data: dict[str, Any]) -> dict[str, Any]:
     """DARTS lists (op, input) per edge, two per node; map its op names to ours."""
     out = {}
+    missing = [k for k in ("normal", "normal_concat", "reduce", "reduce_concat") if k not in data]
+    if missing:
+        raise GenotypeError(f"DARTS-format genotype is missing {missing}")
     for name in ("normal", "reduce"):
         edges = data[name]
         if len(edges) % 2:

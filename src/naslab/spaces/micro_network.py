@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from naslab.ops.cnn import FactorizedReduce, Identity, ReLUConvBN, build_op
@@ -96,8 +97,6 @@ class AuxiliaryHead(nn.Module):
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
         self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(2),
             nn.Conv2d(channels, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),
@@ -108,6 +107,10 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        # DARTS pools 8x8 (CIFAR) with a 5x5 window, stride 3 -> 2x2; smaller maps go straight to 2x2.
+        x = F.avg_pool2d(x, 5, stride=3) if min(x.shape[-2:]) >= 5 else x
+        x = F.adaptive_avg_pool2d(x, 2)
         return self.classifier(self.features(x).flatten(1))
 
 

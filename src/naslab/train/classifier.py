@@ -7,6 +7,8 @@ auxiliary head) and the final network from scratch.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -33,14 +35,19 @@ class ClassifierModule(L.LightningModule):
         auxiliary_weight: float = 0.0,
         drop_path_prob: float = 0.0,
         channels_last: bool = False,
+        label_smoothing: float = 0.0,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ):
         super().__init__()
+        # Factories from Hydra (`_partial_: true`); None = SGD(lr, momentum, wd) + cosine to lr_min.
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # NHWC is about 2x faster than NCHW for these small depthwise-heavy nets on CPU
         # (benchmarks/channels_last.py), but off by default: torch 2.14.1's CPU (oneDNN) backward of
         # a stride-2 1x1 conv segfaults on some channels-last shapes (e.g. 16x8x56x56).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network = network.to(memory_format=self.memory_format)
-        self.save_hyperparameters(ignore=["network"])
+        self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -60,9 +67,10 @@ class ClassifierModule(L.LightningModule):
             logits, aux = self.network.forward_with_aux(x)
         else:
             logits, aux = self.network(x), None
-        loss = F.cross_entropy(logits, y)
+        smoothing = self.hparams.label_smoothing
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         if aux is not None and self.hparams.auxiliary_weight > 0:
-            loss = loss + self.hparams.auxiliary_weight * F.cross_entropy(aux, y)
+            loss = loss + self.hparams.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=smoothing)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, step {batch_idx} (lr={self.hparams.lr})"
@@ -87,13 +95,19 @@ class ClassifierModule(L.LightningModule):
         self.log("test/acc", self.test_acc, on_epoch=True, batch_size=x.size(0))
 
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(
-            self.parameters(),
-            lr=self.hparams.lr,
-            momentum=self.hparams.momentum,
-            weight_decay=self.hparams.weight_decay,
-        )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(self.hparams.epochs, 1), eta_min=self.hparams.lr_min
-        )
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(self.parameters())
+        else:
+            optimizer = torch.optim.SGD(
+                self.parameters(),
+                lr=self.hparams.lr,
+                momentum=self.hparams.momentum,
+                weight_decay=self.hparams.weight_decay,
+            )
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(optimizer)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(self.hparams.epochs, 1), eta_min=self.hparams.lr_min
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

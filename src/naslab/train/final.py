@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
@@ -53,6 +54,9 @@ def train_final(
     module = ClassifierModule(
         network,
         task.num_classes,
+        optimizer=instantiate(train_cfg["optimizer"]) if train_cfg.get("optimizer") else None,
+        scheduler=instantiate(train_cfg["scheduler"]) if train_cfg.get("scheduler") else None,
+        label_smoothing=train_cfg.get("label_smoothing", 0.0),
         lr=train_cfg["lr"],
         momentum=train_cfg["momentum"],
         weight_decay=train_cfg["weight_decay"],
