@@ -149,16 +149,12 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         """Returns ``(train_transform, eval_transform)``."""
 
     @abc.abstractmethod
-    def _load_train(self, train_transform: Callable) -> Dataset:
-        """The whole train set with the train transform."""
+    def _read_train(self) -> Dataset:
+        """The whole train set as untransformed (image, label) pairs; read once, then cached."""
 
     @abc.abstractmethod
-    def _load_train_eval(self, eval_transform: Callable) -> Dataset:
-        """The same train images, same order, with the eval transform (for search-valid)."""
-
-    @abc.abstractmethod
-    def _load_test(self, eval_transform: Callable) -> Dataset:
-        """The official test set with the eval transform."""
+    def _read_test(self) -> Dataset:
+        """The official test set as untransformed (image, label) pairs."""
 
     @abc.abstractmethod
     def check_files(self) -> None:
@@ -185,17 +181,19 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         self._materialize()
         self.check_files()
         train_tf, eval_tf = self._transforms()
-        train_full = self._load_train(train_tf)
+        # The train images are read once and served with two transforms (search-train / -valid).
+        train_images = self._read_train()
+        train_full = TransformedDataset(train_images, train_tf)
         n = len(train_full)  # type: ignore[arg-type]
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed)).tolist()
         if self.phase == "search":
             n_valid = resolve_count(self.search_valid_size, n, "search_valid_size")
             valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
             self.valid_indices = sorted(valid_idx)
-            self.valid_set = Subset(self._load_train_eval(eval_tf), self.valid_indices)
+            self.valid_set = Subset(TransformedDataset(train_images, eval_tf), self.valid_indices)
         else:
             train_idx = perm
-            self.test_set = self._capped(self._load_test(eval_tf), self.max_test_samples)
+            self.test_set = self._capped(TransformedDataset(self._read_test(), eval_tf), self.max_test_samples)
         if self.max_train_samples is not None:
             train_idx = train_idx[: self.max_train_samples]
         self.train_indices = sorted(train_idx)

@@ -18,7 +18,7 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import Dataset
 
-from naslab.data.base import ImageDataModule, MissingDataError, TransformedDataset
+from naslab.data.base import ImageDataModule, MissingDataError
 from naslab.data.transforms import build_pipeline
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -77,7 +77,6 @@ class _CIFARDataModule(ImageDataModule):
 
     def __init__(self, data_dir: str = "data", search_valid_size: int | float = 5000, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, search_valid_size=search_valid_size, **kwargs)
-        self._train_raw: CIFARArrays | None = None
 
     @property
     def folder(self) -> str:
@@ -107,26 +106,18 @@ class _CIFARDataModule(ImageDataModule):
         evaluation = build_pipeline([], self.mean, self.std)
         return train, evaluation
 
+    def _read_train(self) -> CIFARArrays:
+        return self._read(self.train_files)
+
+    def _read_test(self) -> CIFARArrays:
+        return self._read(self.test_files)
+
     def _read(self, files: list[str]) -> CIFARArrays:
         batches = [read_cifar_batch(os.path.join(self.folder, f)) for f in files]
         data = np.concatenate([b[0] for b in batches])
         targets = [y for b in batches for y in b[1]]
         classes = read_label_names(os.path.join(self.folder, self.meta_file), self.meta_key)
         return CIFARArrays(data, targets, classes)
-
-    def _train_images(self) -> CIFARArrays:
-        if self._train_raw is None:
-            self._train_raw = self._read(self.train_files)
-        return self._train_raw
-
-    def _load_train(self, train_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), train_transform)
-
-    def _load_train_eval(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), eval_transform)
-
-    def _load_test(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(self._read(self.test_files), eval_transform)
 
 
 class CIFAR10DataModule(_CIFARDataModule):

@@ -15,7 +15,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, TensorDataset
 
-from naslab.data.base import ImageDataModule, TransformedDataset
+from naslab.data.base import ImageDataModule
 from naslab.data.transforms import build_pipeline
 
 # Mean/std of all 1,797 images after scaling 0..16 to [0, 1].
@@ -38,7 +38,6 @@ class DigitsDataModule(ImageDataModule):
 
     # Lazily filled caches (class-level defaults keep the base class's __init__ signature).
     _arrays: tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray] | None = None
-    _train_raw: Dataset | None = None
 
     def check_files(self) -> None:
         """Nothing to check: the data is part of scikit-learn."""
@@ -69,19 +68,11 @@ class DigitsDataModule(ImageDataModule):
         evaluation = build_pipeline([], DIGITS_MEAN, DIGITS_STD, 0, to_tensor=False)
         return train, evaluation
 
-    def _train_images(self) -> Dataset:
-        if self._train_raw is None:
-            self._train_raw = self._subset(self._load_arrays()[2])
-        return self._train_raw
+    def _read_train(self) -> Dataset:
+        return self._subset(self._load_arrays()[2])
 
-    def _load_train(self, train_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), train_transform)
-
-    def _load_train_eval(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), eval_transform)
-
-    def _load_test(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(self._subset(self._load_arrays()[3]), eval_transform)
+    def _read_test(self) -> Dataset:
+        return self._subset(self._load_arrays()[3])
 
     @property
     def train_source_indices(self) -> np.ndarray:

@@ -18,7 +18,7 @@ import torchvision
 import torchvision.transforms as T
 from torch.utils.data import Dataset
 
-from naslab.data.base import ImageDataModule, MissingDataError, TransformedDataset
+from naslab.data.base import ImageDataModule, MissingDataError
 from naslab.data.transforms import build_pipeline
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ class FashionMNISTDataModule(ImageDataModule):
     def __init__(self, data_dir: str = "data", source_dir: str | None = DEBIAN_SOURCE, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.source_dir = source_dir
-        self._train_raw: Dataset | None = None
 
     @property
     def raw_folder(self) -> str:
@@ -95,19 +94,11 @@ class FashionMNISTDataModule(ImageDataModule):
         augment = [T.RandomCrop(28, padding=2), T.RandomHorizontalFlip()] if self.augment else []
         return build_pipeline(augment, MEAN, STD, self.cutout), build_pipeline([], MEAN, STD)
 
+    def _read_train(self) -> Dataset:
+        return self._read(train=True)
+
+    def _read_test(self) -> Dataset:
+        return self._read(train=False)
+
     def _read(self, train: bool) -> Dataset:
         return torchvision.datasets.FashionMNIST(self.data_dir, train=train, download=False)
-
-    def _train_images(self) -> Dataset:
-        if self._train_raw is None:
-            self._train_raw = self._read(train=True)
-        return self._train_raw
-
-    def _load_train(self, train_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), train_transform)
-
-    def _load_train_eval(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), eval_transform)
-
-    def _load_test(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(self._read(train=False), eval_transform)

@@ -11,10 +11,9 @@ import os
 from typing import Any, Callable
 
 import torchvision.transforms as T
-from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
-from naslab.data.base import ImageDataModule, MissingDataError, TransformedDataset
+from naslab.data.base import ImageDataModule, MissingDataError
 from naslab.data.transforms import build_pipeline
 
 MEAN = (0.485, 0.456, 0.406)
@@ -46,7 +45,6 @@ class ImageNetDataModule(ImageDataModule):
     def __init__(self, data_dir: str = "data", num_classes: int = 1000, **kwargs: Any) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.num_classes = num_classes
-        self._train_raw: ImageFolder | None = None
 
     @property
     def root(self) -> str:
@@ -85,16 +83,8 @@ class ImageNetDataModule(ImageDataModule):
         train = build_pipeline(augment if self.augment else center, MEAN, STD, self.cutout)
         return train, build_pipeline(center, MEAN, STD)
 
-    def _train_images(self) -> ImageFolder:
-        if self._train_raw is None:  # scanning 1.28M files once is enough
-            self._train_raw = ImageFolder(os.path.join(self.root, "train"))
-        return self._train_raw
+    def _read_train(self) -> ImageFolder:
+        return ImageFolder(os.path.join(self.root, "train"))
 
-    def _load_train(self, train_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), train_transform)
-
-    def _load_train_eval(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(self._train_images(), eval_transform)
-
-    def _load_test(self, eval_transform: Callable) -> Dataset:
-        return TransformedDataset(ImageFolder(os.path.join(self.root, "val")), eval_transform)
+    def _read_test(self) -> ImageFolder:
+        return ImageFolder(os.path.join(self.root, "val"))
