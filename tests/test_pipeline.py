@@ -116,6 +116,7 @@ def test_killed_search_resumes_without_re_evaluating(compose_cfg, tmp_path, monk
     ("overrides", "error", "message"),
     [
         (["mode=nope"], ValueError, "unknown mode 'nope'"),
+        (["trainer=ddp"], ValueError, "trainer=ddp trains one network on several GPUs: search first"),
         (["mode=train"], ValueError, "mode=train needs genotype="),
         (["mode=train", "genotype=missing.json"], GenotypeError, "neither a published name"),
         (["mode=train", "genotype=BAD"], GenotypeError, r"normal.nodes\[0\].left.input=4 must be in \[0, 1\]"),
@@ -141,7 +142,7 @@ def test_bad_input_is_one_clear_error(compose_cfg, tmp_path, overrides, error, m
     with pytest.raises(error, match=message) as info:
         run(compose_cfg("debug=fast", *overrides))
     assert "\n" not in str(info.value)
-    if "mode=nope" not in overrides:  # a failed run still writes results.json, with the error
+    if overrides[0] not in ("mode=nope", "trainer=ddp"):  # a failed run still writes results.json, with the error
         failed = json.loads((tmp_path / "run" / "results.json").read_text())
         assert failed["error"].startswith(type(info.value).__name__) and failed["final"] is None
 

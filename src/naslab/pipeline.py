@@ -56,6 +56,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Runs the stages that `cfg.mode` selects and returns the results.json content."""
     if cfg.mode not in MODES:
         raise ValueError(f"unknown mode '{cfg.mode}'; expected one of {', '.join(MODES)}")
+    if cfg.mode in ("search", "search_train") and "ddp" in str(cfg.trainer.get("strategy") or ""):
+        raise ValueError(
+            "trainer=ddp trains one network on several GPUs: search first, then "
+            "mode=train genotype=<search run dir>/genotype.json trainer=ddp"
+        )
     filter_known_warnings()
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
