@@ -159,3 +159,17 @@ def test_wandb_run_is_closed_after_an_error(compose_cfg, tmp_path, monkeypatch) 
     with pytest.raises(ValueError, match="needs genotype"):
         run(cfg)
     assert wandb.run is None
+
+
+@pytest.mark.parametrize("space", sorted(p.stem for p in (Path(CONF_DIR) / "space").glob("*.yaml")))
+def test_every_space_config_builds_networks(compose_cfg, space) -> None:
+    import numpy as np
+    import torch
+
+    from naslab.spaces import Task
+
+    built = instantiate(compose_cfg(f"space={space}").space)
+    genotype = built.sample(np.random.default_rng(0))
+    built.validate(genotype)
+    net = built.build_child(genotype, Task(10, (3, 16, 16)), channels=4, cells_per_stage=1).eval()
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)

@@ -188,3 +188,13 @@ def make_genotype() -> MicroGenotype:
         make_cell([((0, "conv_3x3"), (1, "identity")), ((2, "max_pool_3x3"), (0, "conv_1x1"))]),
         make_cell([((0, "avg_pool_3x3"), (1, "conv_3x3")), ((1, "identity"), (0, "identity"))]),
     )
+
+
+def test_custom_op_set_from_a_list() -> None:
+    space = MicroSpace(2, ["identity", "conv_3x3"])
+    assert space.ops == ("identity", "conv_3x3") and "['identity', 'conv_3x3']" in repr(space)
+    assert space.token_choices()[1] == 2
+    with pytest.raises(ValueError, match=r"unknown: \['conv_9x9'\]"):
+        MicroSpace(2, ["identity", "conv_9x9"])
+    with pytest.raises(ValueError, match="distinct"):
+        MicroSpace(2, ["identity", "identity"])

@@ -9,7 +9,7 @@ that parameter counts of published genotypes match the authors' code exactly.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -192,11 +192,17 @@ OP_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def op_set(name: str) -> tuple[str, ...]:
-    """The ops of a named op set; one-line error for an unknown name."""
-    if name not in OP_SETS:
-        raise ValueError(f"unknown op set '{name}'; known: {', '.join(sorted(OP_SETS))}")
-    return OP_SETS[name]
+def op_set(name_or_ops: str | Sequence[str]) -> tuple[str, ...]:
+    """The ops of a named op set, or a custom list of registered op names (e.g. from a config)."""
+    if isinstance(name_or_ops, str):
+        if name_or_ops not in OP_SETS:
+            raise ValueError(f"unknown op set '{name_or_ops}'; known: {', '.join(sorted(OP_SETS))} or a list of ops")
+        return OP_SETS[name_or_ops]
+    ops = tuple(str(op) for op in name_or_ops)
+    unknown = [op for op in ops if op not in OPS]
+    if unknown or not ops or len(set(ops)) != len(ops):
+        raise ValueError(f"op set {list(ops)} must list distinct registered ops; unknown: {unknown}")
+    return ops
 
 
 def build_op(name: str, channels: int, stride: int, affine: bool = True) -> nn.Module:

@@ -32,18 +32,21 @@ class MicroSpace(Space[MicroGenotype]):
 
     name = "micro"
 
-    def __init__(self, num_nodes: int = 5, op_set: str = "enas", concat: Literal["unused", "all"] = "unused"):
+    def __init__(
+        self, num_nodes: int = 5, op_set: str | Sequence[str] = "enas", concat: Literal["unused", "all"] = "unused"
+    ):
         if num_nodes < 1:
             raise ValueError(f"micro space needs num_nodes >= 1, got {num_nodes}")
         if concat not in ("unused", "all"):
             raise ValueError(f"micro space concat must be 'unused' or 'all', got '{concat}'")
         self.num_nodes = num_nodes
-        self.op_set_name = op_set
         self.ops: tuple[str, ...] = lookup_op_set(op_set)
+        self.op_set_name = op_set if isinstance(op_set, str) else "custom"
         self.concat_rule = concat
 
     def __repr__(self) -> str:
-        return f"MicroSpace(num_nodes={self.num_nodes}, op_set='{self.op_set_name}', concat='{self.concat_rule}')"
+        ops = f"'{self.op_set_name}'" if self.op_set_name != "custom" else repr(list(self.ops))
+        return f"MicroSpace(num_nodes={self.num_nodes}, op_set={ops}, concat='{self.concat_rule}')"
 
     # --- structure -------------------------------------------------------------------------
     def _concat(self, nodes: tuple[Node, ...]) -> tuple[int, ...]:
