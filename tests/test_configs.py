@@ -126,6 +126,8 @@ def test_loggers_write_to_the_run_dir_offline(compose_cfg, tmp_path, monkeypatch
         assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
         images = {p.parent.name + "/" + p.name.split("_")[0] for p in (runs[0] / "files" / "media").rglob("*.png")}
         assert {"genotype/normal", "genotype/reduce", "search/search"} <= images
+        tables = list((runs[0] / "files" / "media" / "table" / "search").glob("archive_*.table.json"))
+        assert len(tables) == 1 and len(json.loads(tables[0].read_text())["data"]) == 2
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])

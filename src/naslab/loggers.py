@@ -59,6 +59,12 @@ def log_images(logger: Logger | None, key: str, paths: Sequence[Path]) -> None:
             logger.log_image(key=f"{key}/{Path(path).stem}", images=[str(path)])
 
 
+def log_table(logger: Logger | None, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A sortable table in W&B (e.g. every evaluated architecture); other loggers have the JSONL."""
+    if isinstance(logger, WandbLogger) and rows:
+        logger.log_table(key=key, columns=list(columns), data=[list(r) for r in rows])
+
+
 def log_metrics(logger: Logger | None, metrics: dict[str, float], step: int | None = None) -> None:
     if logger is not None:
         logger.log_metrics(metrics, step=step)

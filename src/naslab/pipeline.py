@@ -17,7 +17,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from naslab.analysis.search_plot import plot_search_curve
-from naslab.loggers import close_logger, filter_known_warnings, hyperparameters, log_images, log_metrics
+from naslab.loggers import (
+    close_logger,
+    filter_known_warnings,
+    hyperparameters,
+    log_images,
+    log_metrics,
+    log_table,
+)
 from naslab.search import run_search
 from naslab.spaces.base import Space, Task
 from naslab.spaces.published import load_genotype_data
@@ -148,6 +155,9 @@ def _search(
         f"{strategy.name} + {evaluator.name} on {cfg.dataset.name}",
     )
     log_images(logger, "search", [curve])
+    columns = ("index", "score", "params", "wall_seconds", "error", "genotype")
+    rows = [(r.index, r.score, r.params, r.wall_seconds, r.error, r.readable) for r in outcome.archive.records]
+    log_table(logger, "search/archive", columns, rows)
     results["search"] = {
         "best_score": outcome.best_score,
         "num_evaluated": outcome.num_evaluated,
