@@ -63,7 +63,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Runs the stages that `cfg.mode` selects and returns the results.json content."""
     if cfg.mode not in MODES:
         raise ValueError(f"unknown mode '{cfg.mode}'; expected one of {', '.join(MODES)}")
-    if cfg.mode in ("search", "search_train") and "ddp" in str(cfg.trainer.get("strategy") or ""):
+    searching = cfg.mode in ("search", "search_train")
+    if searching and "ddp" in str(cfg.trainer.get("strategy") or ""):
         raise ValueError(
             "trainer=ddp trains one network on several GPUs: search first, then "
             "mode=train genotype=<search run dir>/genotype.json trainer=ddp"
@@ -72,7 +73,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    searching = cfg.mode in ("search", "search_train")
     results: dict[str, Any] = {
         "mode": cfg.mode,
         "dataset": cfg.dataset.name,
