@@ -1,0 +1,371 @@
+"""The ENAS macro search space (Pham et al. 2018, "Efficient NAS via parameter sharing", Sec. 2.3).
+
+A network is a chain of L layers. Layer i picks one op and a subset of the earlier layers 0..i-1
+whose outputs are added to its own (skip connections), so layer i has |ops| * 2**i choices and
+the space has prod_i |ops| * 2**i architectures (~1.6e29 for L = 12 and the 6 ENAS ops; EPNAS,
+file 002, quotes ~2e29). The token sequence lists, layer by layer, [op index, one 0/1 per earlier
+layer], which is exactly ENAS's arc-string layout (`cifar10_macro_final.sh`) and its controller's
+per-position softmax sizes.
+
+Skip indices name the *outputs of earlier layers*, as the paper and EPNAS define S_l subset of
+(H_1 .. H_{l-1}). ENAS's released `general_child.py` indexes a list that starts with the stem, so
+there bit j of layer i adds the stem (j = 0) or layer j-1's output: an ENAS arc string reads here
+with its skips shifted by one and a skip from the stem dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from torch import nn
+
+from naslab.spaces.base import Space, Task
+from naslab.spaces.macro_network import MACRO_OP_SETS, MACRO_OPS, MACRO_OPS_ENAS, MacroNetwork, reduction_layers
+from naslab.spaces.micro_genotype import GenotypeError
+
+__all__ = ["MACRO_OPS_ENAS", "MacroGenotype", "MacroLayer", "MacroSpace", "macro_to_dot", "draw_macro"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class MacroLayer:
+    """One layer: the op it applies to the previous layer's output and the earlier layers it adds."""
+
+    op: str
+    skips: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Lists from JSON or user code become tuples of ints, so every genotype stays hashable.
+        if isinstance(self.skips, (list, tuple)):
+            object.__setattr__(self, "skips", tuple(int(s) if _is_int(s) else s for s in self.skips))
+
+    def validate(self, index: int, where: str) -> None:
+        """Checks the layer as layer `index`; errors name the field as `where`.op / `where`.skips."""
+        if not isinstance(self.op, str) or not self.op:
+            raise GenotypeError(f"{where}.op must be an op name, got {self.op!r}")
+        if not isinstance(self.skips, tuple):
+            raise GenotypeError(f"{where}.skips must be a list of layer indices, got {self.skips!r}")
+        for s in self.skips:
+            if not _is_int(s):
+                raise GenotypeError(f"{where}.skips has {s!r}; skips must be int layer indices")
+            if not 0 <= s < index:
+                earlier = f"earlier layers 0..{index - 1}" if index > 0 else "earlier layers (layer 0 has none)"
+                raise GenotypeError(f"{where}.skips has {s}; skips must be {earlier}")
+        if list(self.skips) != sorted(set(self.skips)):
+            raise GenotypeError(f"{where}.skips={list(self.skips)} must be sorted and without duplicates")
+
+    def __str__(self) -> str:
+        return self.op + (f"[+{','.join(map(str, self.skips))}]" if self.skips else "")
+
+
+@dataclass(frozen=True)
+class MacroGenotype:
+    """L layers of the macro chain. Validated on construction; frozen and hashable for archives."""
+
+    layers: tuple[MacroLayer, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, list):
+            object.__setattr__(self, "layers", tuple(self.layers))
+        if not isinstance(self.layers, tuple) or not self.layers:
+            raise GenotypeError(f"layers must be a non-empty list of layers, got {self.layers!r}")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, MacroLayer):
+                raise GenotypeError(f"layers[{i}] must be a MacroLayer, got {layer!r}")
+            layer.validate(i, f"layers[{i}]")
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def ops(self) -> list[str]:
+        """The op of every layer, in layer order."""
+        return [layer.op for layer in self.layers]
+
+    def __str__(self) -> str:
+        return " ".join(f"{i}:{layer}" for i, layer in enumerate(self.layers))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": [{"op": layer.op, "skips": list(layer.skips)} for layer in self.layers]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "MacroGenotype":
+        """Reads {"layers": [{"op": ..., "skips": [...]}, ...]}; errors name the offending field."""
+        if not isinstance(data, dict) or "layers" not in data:
+            raise GenotypeError(f"a macro genotype must be an object with 'layers', got {data!r}")
+        if not isinstance(data["layers"], (list, tuple)):
+            raise GenotypeError(f"layers must be a list, got {data['layers']!r}")
+        layers = []
+        for i, item in enumerate(data["layers"]):
+            if not isinstance(item, dict) or "op" not in item or "skips" not in item:
+                raise GenotypeError(f"layers[{i}] must be an object with 'op' and 'skips', got {item!r}")
+            if not isinstance(item["skips"], (list, tuple)):
+                raise GenotypeError(f"layers[{i}].skips must be a list of layer indices, got {item['skips']!r}")
+            layers.append(MacroLayer(item["op"], tuple(item["skips"])))
+        return cls(tuple(layers))
+
+    @classmethod
+    def from_json(cls, text: str) -> "MacroGenotype":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise GenotypeError(f"genotype is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+
+def _lookup_op_set(op_set: str | Sequence[str]) -> tuple[str, ...]:
+    """The ops of a named macro op set, or a custom list of MACRO_OPS names (e.g. from a config)."""
+    if isinstance(op_set, str):
+        if op_set not in MACRO_OP_SETS:
+            raise ValueError(f"unknown macro op set '{op_set}'; known: {', '.join(MACRO_OP_SETS)} or a list of ops")
+        return MACRO_OP_SETS[op_set]
+    ops = tuple(str(op) for op in op_set)
+    unknown = [op for op in ops if op not in MACRO_OPS]
+    if unknown or not ops or len(set(ops)) != len(ops):
+        raise ValueError(
+            f"macro op set {list(ops)} must list distinct macro ops; unknown: {unknown} (known: {', '.join(MACRO_OPS)})"
+        )
+    return ops
+
+
+class MacroSpace(Space[MacroGenotype]):
+    """ENAS macro space: `num_layers` layers, each one op of `op_set` plus skips from earlier layers."""
+
+    name = "macro"
+
+    def __init__(self, num_layers: int = 12, op_set: str | Sequence[str] = "enas_macro"):
+        if num_layers < 1:
+            raise ValueError(f"macro space needs num_layers >= 1, got {num_layers}")
+        self.num_layers = num_layers
+        self.ops: tuple[str, ...] = _lookup_op_set(op_set)
+        self.op_set_name = op_set if isinstance(op_set, str) else "custom"
+
+    def __repr__(self) -> str:
+        ops = f"'{self.op_set_name}'" if self.op_set_name != "custom" else repr(list(self.ops))
+        return f"MacroSpace(num_layers={self.num_layers}, op_set={ops})"
+
+    def reduction_layers(self) -> tuple[int, ...]:
+        """Layers after which the resolution halves (ENAS pool_layers; after 3 and 7 for L = 12)."""
+        return reduction_layers(self.num_layers)
+
+    # --- sampling and counting ---------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> MacroGenotype:
+        """Uniform op per layer and an independent fair coin per skip.
+
+        ENAS's controller pulls skips towards a prior density (skip_target 0.4 via a KL penalty);
+        uniform sampling over the decisions means probability 0.5, so every genotype is equally likely.
+        """
+        layers = []
+        for i in range(self.num_layers):
+            op = self.ops[int(rng.integers(len(self.ops)))]
+            bits = rng.integers(2, size=i)
+            layers.append(MacroLayer(op, tuple(j for j in range(i) if bits[j])))
+        return MacroGenotype(tuple(layers))
+
+    def size(self) -> int:
+        return math.prod(len(self.ops) * 2**i for i in range(self.num_layers))
+
+    def enumerate(self) -> Iterator[MacroGenotype]:
+        if self.size() > 1_000_000:
+            raise NotImplementedError(f"{self!r} has {self.size():,} architectures; too many to enumerate")
+        for tokens in itertools.product(*(range(n) for n in self.token_choices())):
+            yield self.from_tokens(tokens)
+
+    # --- tokens ----------------------------------------------------------------------------
+    def token_choices(self) -> list[int]:
+        choices: list[int] = []
+        for i in range(self.num_layers):
+            choices += [len(self.ops)] + [2] * i
+        return choices
+
+    def to_tokens(self, genotype: MacroGenotype) -> tuple[int, ...]:
+        self.validate(genotype)
+        tokens: list[int] = []
+        for i, layer in enumerate(genotype.layers):
+            tokens.append(self.ops.index(layer.op))
+            tokens += [int(j in layer.skips) for j in range(i)]
+        return tuple(tokens)
+
+    def from_tokens(self, tokens: Sequence[int]) -> MacroGenotype:
+        choices = self.token_choices()
+        if len(tokens) != len(choices):
+            raise GenotypeError(f"expected {len(choices)} tokens for {self!r}, got {len(tokens)}")
+        for k, (t, n) in enumerate(zip(tokens, choices)):
+            if not 0 <= int(t) < n:
+                raise GenotypeError(f"token {k} is {t}; valid tokens at this position are 0..{n - 1}")
+        layers = []
+        k = 0
+        for i in range(self.num_layers):
+            op = self.ops[int(tokens[k])]
+            bits = tokens[k + 1 : k + 1 + i]
+            layers.append(MacroLayer(op, tuple(j for j, b in enumerate(bits) if int(b))))
+            k += 1 + i
+        return MacroGenotype(tuple(layers))
+
+    # --- equivalences and validation --------------------------------------------------------
+    def symmetries(self, genotype: MacroGenotype) -> list[MacroGenotype]:
+        """None: every decision changes the network (ops differ, skip sums differ)."""
+        return [genotype]
+
+    def canonical(self, genotype: MacroGenotype) -> MacroGenotype:
+        return genotype
+
+    def validate(self, genotype: MacroGenotype) -> None:
+        if not isinstance(genotype, MacroGenotype):
+            raise GenotypeError(f"expected a MacroGenotype, got {type(genotype).__name__}")
+        if genotype.num_layers != self.num_layers:
+            raise GenotypeError(f"genotype has {genotype.num_layers} layers; {self!r} has {self.num_layers}")
+        for i, layer in enumerate(genotype.layers):
+            if layer.op not in self.ops:
+                raise GenotypeError(
+                    f"layers[{i}].op='{layer.op}' is not in op set '{self.op_set_name}' ({', '.join(self.ops)})"
+                )
+
+    def genotype_from_dict(self, data: Any) -> MacroGenotype:
+        return MacroGenotype.from_dict(data)
+
+    # --- networks and pictures ---------------------------------------------------------------
+    def build_child(self, genotype: MacroGenotype, task: Task, channels: int = 16, **_: Any) -> nn.Module:
+        """The stand-alone child; cell-space keywords (cells_per_stage, auxiliary, ...) are ignored."""
+        unknown = sorted({op for op in genotype.ops() if op not in MACRO_OPS})
+        if unknown:
+            raise GenotypeError(f"genotype uses unknown macro ops {unknown}; known: {', '.join(MACRO_OPS)}")
+        self._check_stem(task)
+        return MacroNetwork(genotype, num_classes=task.num_classes, in_channels=task.input_shape[0], channels=channels)
+
+    def build_supernet(self, task: Task, channels: int = 16) -> MacroNetwork:
+        """The ENAS weight-sharing network: every op of every layer; forward(x, genotype) runs one path."""
+        self._check_stem(task)
+        return MacroNetwork(
+            None,
+            num_classes=task.num_classes,
+            in_channels=task.input_shape[0],
+            channels=channels,
+            num_layers=self.num_layers,
+            ops=self.ops,
+        )
+
+    @staticmethod
+    def _check_stem(task: Task) -> None:
+        # The macro chain runs every layer at full input resolution until the first reduction: with
+        # no ImageNet stem, a 224px input would silently cost ~50x a CIFAR image, so refuse it.
+        if task.stem != "cifar":
+            raise ValueError(f"the macro space has only the CIFAR stem (3x3 conv), got stem='{task.stem}'")
+
+    def draw(self, genotype: MacroGenotype, out_dir: Path) -> list[Path]:
+        """out_dir/macro.png (matplotlib) and macro.dot (graphviz source) beside it; returns [png]."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        reductions = reduction_layers(genotype.num_layers)
+        (out / "macro.dot").write_text(macro_to_dot(genotype, reductions))
+        png = out / "macro.png"
+        draw_macro(genotype, png, reductions)
+        return [png]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures
+
+_FILL = {"conv": "#add8e6", "sep": "#b4eeb4", "pool": "#eee8aa", "io": "#dddddd"}
+
+
+def _fill(op: str) -> str:
+    return _FILL["sep" if op.startswith("sep") else "pool" if "pool" in op else "conv"]
+
+
+def macro_to_dot(genotype: MacroGenotype, reductions: Sequence[int] = ()) -> str:
+    """Graphviz source: the chain left to right, skips as dashed edges, reductions marked on the edge."""
+    lines = [
+        'digraph "macro" {',
+        "  graph [rankdir=LR, fontname=times];",
+        "  node [style=filled, shape=rect, fontname=times, fontsize=14];",
+        "  edge [fontname=times, fontsize=12];",
+        '  input [label="input\\nstem conv_3x3", fillcolor="#dddddd"];',
+    ]
+    for i, layer in enumerate(genotype.layers):
+        lines.append(f'  L{i} [label="{i}\\n{layer.op}", fillcolor="{_fill(layer.op)}"];')
+    lines.append('  output [label="avg pool\\nlinear", fillcolor="#dddddd"];')
+    names = ["input"] + [f"L{i}" for i in range(genotype.num_layers)] + ["output"]
+    for k in range(len(names) - 1):
+        label = ' [label="/2"]' if k - 1 in reductions else ""
+        lines.append(f"  {names[k]} -> {names[k + 1]}{label};")
+    for i, layer in enumerate(genotype.layers):
+        for j in layer.skips:
+            lines.append(f"  L{j} -> L{i} [style=dashed, constraint=false];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def draw_macro(genotype: MacroGenotype, png: Path, reductions: Sequence[int] = ()) -> Path:
+    """Renders the chain with skips arcing above it; bare Figure on Agg (headless, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    dx, box_w, box_h, inch, rad = 1.7, 1.35, 0.7, 0.7, -0.3
+    labels = ["input"] + [f"{i}\n{layer.op}" for i, layer in enumerate(genotype.layers)] + ["output"]
+    xs = [k * dx for k in range(len(labels))]
+    longest = max((i - j for i, layer in enumerate(genotype.layers) for j in layer.skips), default=0)
+    top = box_h / 2 + 0.5 * abs(rad) * longest * dx + 0.4  # an arc3 curve peaks at rad/2 of its span
+    x0, x1, y0, y1 = -box_w / 2 - 0.3, xs[-1] + box_w / 2 + 0.3, -box_h / 2 - 0.6, top
+    fig = Figure(figsize=((x1 - x0) * inch, (y1 - y0) * inch), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    patches = []
+    for k, (x, text) in enumerate(zip(xs, labels)):
+        op = genotype.layers[k - 1].op if 0 < k <= genotype.num_layers else None
+        patch = FancyBboxPatch(
+            (x - box_w / 2, -box_h / 2),
+            box_w,
+            box_h,
+            boxstyle="round,pad=0,rounding_size=0.08",
+            fc=_fill(op) if op else _FILL["io"],
+            ec="black",
+            lw=1.2,
+            zorder=3,
+        )
+        ax.add_patch(patch)
+        patches.append(patch)
+        ax.text(x, 0, text, ha="center", va="center", fontsize=8, zorder=4)
+    for k in range(len(xs) - 1):
+        ax.add_patch(
+            FancyArrowPatch(
+                (xs[k] + box_w / 2, 0), (xs[k + 1] - box_w / 2, 0), arrowstyle="-|>", mutation_scale=10, zorder=2
+            )
+        )
+        if k - 1 in reductions:  # after layer k-1 (box k), the resolution halves
+            ax.text((xs[k] + xs[k + 1]) / 2, -box_h / 2 - 0.3, "/2", ha="center", va="center", fontsize=8)
+    for i, layer in enumerate(genotype.layers):
+        for j in layer.skips:
+            ax.add_patch(
+                FancyArrowPatch(
+                    (xs[j + 1], box_h / 2),
+                    (xs[i + 1], box_h / 2),
+                    connectionstyle=f"arc3,rad={rad}",
+                    arrowstyle="-|>",
+                    mutation_scale=8,
+                    color="0.4",
+                    lw=0.8,
+                    linestyle="--",
+                    zorder=1,
+                )
+            )
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, format="png", dpi=110)
+    return png
