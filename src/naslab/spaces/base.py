@@ -87,6 +87,10 @@ class Space(ABC, Generic[G]):
     def build_child(self, genotype: G, task: Task, **network: Any) -> nn.Module:
         """The stand-alone network of a genotype, sized by the keyword arguments."""
 
+    def build_supernet(self, task: Task, **network: Any) -> nn.Module:
+        """The weight-sharing network of the whole space: `forward(x, genotype)` runs one path."""
+        raise NotImplementedError(f"space '{self.name}' has no weight-sharing supernet")
+
     def draw(self, genotype: G, out_dir: Path) -> list[Path]:
         """Pictures of the architecture; spaces without a picture return []."""
         return []

@@ -245,7 +245,7 @@ class MacroSpace(Space[MacroGenotype]):
         self._check_stem(task)
         return MacroNetwork(genotype, num_classes=task.num_classes, in_channels=task.input_shape[0], channels=channels)
 
-    def build_supernet(self, task: Task, channels: int = 16) -> MacroNetwork:
+    def build_supernet(self, task: Task, channels: int = 16, **_: Any) -> MacroNetwork:
         """The ENAS weight-sharing network: every op of every layer; forward(x, genotype) runs one path."""
         self._check_stem(task)
         return MacroNetwork(

@@ -140,7 +140,8 @@ class MacroNetwork(nn.Module):
 
     `genotype=None` builds the supernet over `ops` x `num_layers` (ENAS macro search's shared
     weights); its `forward(x, genotype)` needs the genotype to run. A child's `forward(x)` runs its
-    own genotype.
+    own genotype. A supernet step leaves the other ops without gradients, so DDP needs
+    find_unused_parameters=True for it. `channels` defaults to ENAS macro search's child_out_filters.
     """
 
     def __init__(

@@ -189,6 +189,14 @@ class MicroSpace(Space[MicroGenotype]):
             stem=task.stem,  # type: ignore[arg-type]
         )
 
+    def build_supernet(self, task: Task, channels: int = 16, cells_per_stage: int = 1, **_: Any) -> nn.Module:
+        """ENAS weight sharing: one set of weights per (cell position, node, input, op)."""
+        from naslab.spaces.micro_supernet import MicroSupernet
+
+        return MicroSupernet(
+            self.num_nodes, self.ops, task.num_classes, task.input_shape[0], channels, cells_per_stage, task.stem
+        )
+
     def draw(self, genotype: MicroGenotype, out_dir: Path) -> list[Path]:
         from naslab.analysis.cell_plot import draw_genotype
 
