@@ -138,17 +138,21 @@ def _search(
         cfg.evaluator, space=space, task=task, datamodule_factory=datamodule_factory, trainer_factory=trainer_factory
     )
     results["strategy"], results["evaluator"] = strategy.name, evaluator.name
-    outcome = run_search(
-        space,
-        strategy,
-        evaluator,
-        run_dir,
-        num_architectures=cfg.search.num_architectures,
-        batch_size=cfg.search.batch_size,
-        seed=int(cfg.seed),
-        resume=bool(cfg.resume),
-        log_metrics=(lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None,
-    )
+    metrics_fn = (lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None
+    if hasattr(evaluator, "search"):  # weight sharing: the evaluator alternates training and strategy updates
+        outcome = evaluator.search(strategy, run_dir, resume=bool(cfg.resume), log_metrics=metrics_fn)
+    else:
+        outcome = run_search(
+            space,
+            strategy,
+            evaluator,
+            run_dir,
+            num_architectures=cfg.search.num_architectures,
+            batch_size=cfg.search.batch_size,
+            seed=int(cfg.seed),
+            resume=bool(cfg.resume),
+            log_metrics=metrics_fn,
+        )
     curve = plot_search_curve(
         outcome.archive.records,
         run_dir / "search_curve.png",

@@ -1,0 +1,139 @@
+"""evaluator=shared: scoring with batch statistics, checkpoint contents, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import lightning as L
+import numpy as np
+import torch
+
+from naslab.archive import Archive
+from naslab.data import DigitsDataModule
+from naslab.evaluators.shared import CHECKPOINT, SharedEvaluator, SharedWeightsSearch, batch_statistics
+from naslab.pipeline import run
+from naslab.spaces import MicroSpace, Task
+from naslab.strategies import RandomStrategy, ReinforceStrategy
+from tests.conftest import REPO_ROOT
+
+SPACE = MicroSpace(2, "enas")
+TASK = Task(10, (1, 8, 8))
+
+
+def evaluator(**kw) -> SharedEvaluator:
+    return SharedEvaluator(
+        SPACE,
+        TASK,
+        lambda **k: DigitsDataModule(phase="search", **k),
+        lambda **k: L.Trainer(accelerator="cpu", **k),
+        channels=4,
+        batch_size=32,
+        **kw,
+    )
+
+
+def test_scores_use_batch_statistics_and_leave_running_stats_alone() -> None:
+    ev = evaluator()
+    buffers = {n: b.clone() for n, b in ev.supernet.named_buffers()}
+    genotypes = [SPACE.sample(np.random.default_rng(s)) for s in range(3)]
+    scores = [e.score for e in ev.evaluate(genotypes)]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert all(torch.equal(buffers[n], b) for n, b in ev.supernet.named_buffers() if "num_batches" not in n)
+    with batch_statistics(ev.supernet):
+        assert ev.supernet.training
+    assert not any(p.requires_grad is False for p in ev.supernet.parameters())
+
+
+def test_controller_is_checkpointed_with_the_shared_weights(tmp_path) -> None:
+    ev = evaluator()
+    strategy = ReinforceStrategy(SPACE, 0)
+    module = SharedWeightsSearch(
+        ev.supernet, SPACE, strategy, Archive(tmp_path / "a.jsonl"), [], [], tmp_path, 0, 1, 0.05, 0.9, 1e-4, 5.0, 1, 1
+    )
+    keys = module.state_dict().keys()
+    assert any(k.startswith("controller.lstm.") for k in keys) and any(k.startswith("supernet.cells.") for k in keys)
+
+
+def test_shared_training_lifts_every_path(tmp_path) -> None:
+    """5 shared-weight epochs on digits: 10 fixed architectures score clearly better with the trained weights.
+
+    Measured: mean accuracy 0.09 before, 0.22 after (chance 0.1). Weight sharing learns slowly here because
+    each path gets a fraction of ~180 steps; ENAS trains ~45k steps.
+    """
+    space = MicroSpace(2, ["sep_conv_3x3", "identity"])
+    ev = SharedEvaluator(
+        space,
+        TASK,
+        lambda **k: DigitsDataModule(phase="search", **k),
+        lambda **k: L.Trainer(accelerator="cpu", enable_progress_bar=False, **k),
+        channels=8,
+        batch_size=32,
+        epochs=5,
+        strategy_steps=1,
+        derive_samples=2,
+        valid_batches=4,
+    )
+    genotypes = [space.sample(np.random.default_rng(s)) for s in range(10)]
+    before = np.mean([e.score for e in ev.evaluate(genotypes)])
+    result = ev.search(RandomStrategy(space, 0), tmp_path)
+    after = np.mean([e.score for e in ev.evaluate(genotypes)])
+    assert after > before + 0.08, (before, after)
+    assert result.num_evaluated == 5 * 1 + 2 and (tmp_path / CHECKPOINT).exists()
+
+
+ARGS = [
+    "experiment=random_ws",
+    "space=micro_small",
+    "mode=search",
+    "logger=none",
+    "evaluator.epochs=5",
+    "evaluator.channels=8",
+    "evaluator.cells_per_stage=1",
+    "evaluator.batch_size=32",
+    "evaluator.strategy_steps=3",
+    "search.num_architectures=4",
+    "search.batch_size=1",
+]
+
+
+def test_kill_9_then_resume_loses_no_completed_epoch(compose_cfg, tmp_path) -> None:
+    run_dir = tmp_path / "killed"
+    checkpoint = run_dir / CHECKPOINT
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", *ARGS, f"hydra.run.dir={run_dir}"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    completed = -1
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists():
+            try:
+                completed = torch.load(checkpoint, weights_only=False)["epoch"]
+            except Exception:  # noqa: BLE001 - being replaced at this instant; look again
+                completed = -1
+            if completed >= 1:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        time.sleep(0.05)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the search ended before it could be killed"
+    completed = torch.load(checkpoint, weights_only=False)["epoch"]  # last epoch whose checkpoint is complete
+    before = [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines() if line.strip()]
+    assert before
+
+    run(compose_cfg(*ARGS, "resume=true", run_dir=run_dir))
+    after = [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines()]
+    assert after[: len(before)] == before  # nothing archived before the kill was lost or rewritten
+    assert len({r["key"] for r in after}) == len(after)  # nothing archived twice
+    new = after[len(before) :]
+    assert all(r["extra"].get("derive") or r["extra"]["epoch"] > completed - 1 for r in new)
+    epochs = {r["extra"]["epoch"] for r in after if "epoch" in r["extra"]}
+    assert epochs == set(range(5))  # every epoch's strategy phase is in the archive exactly as a set
+    strategy_records = [r for r in after if "epoch" in r["extra"]]
+    assert len(strategy_records) == 5 * 3
