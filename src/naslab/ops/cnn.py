@@ -9,7 +9,7 @@ that parameter counts of published genotypes match the authors' code exactly.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Container, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -192,16 +192,24 @@ OP_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def op_set(name_or_ops: str | Sequence[str]) -> tuple[str, ...]:
-    """The ops of a named op set, or a custom list of registered op names (e.g. from a config)."""
+def op_set(
+    name_or_ops: str | Sequence[str],
+    sets: Mapping[str, tuple[str, ...]] = OP_SETS,
+    known_ops: Container[str] = OPS,
+    kind: str = "op set",
+) -> tuple[str, ...]:
+    """The ops of a named op set, or a custom list of known op names (e.g. from a config).
+
+    `sets` / `known_ops` default to the cell ops; other spaces (macro) pass their own tables.
+    """
     if isinstance(name_or_ops, str):
-        if name_or_ops not in OP_SETS:
-            raise ValueError(f"unknown op set '{name_or_ops}'; known: {', '.join(sorted(OP_SETS))} or a list of ops")
-        return OP_SETS[name_or_ops]
+        if name_or_ops not in sets:
+            raise ValueError(f"unknown {kind} '{name_or_ops}'; known: {', '.join(sorted(sets))} or a list of ops")
+        return sets[name_or_ops]
     ops = tuple(str(op) for op in name_or_ops)
-    unknown = [op for op in ops if op not in OPS]
+    unknown = [op for op in ops if op not in known_ops]
     if unknown or not ops or len(set(ops)) != len(ops):
-        raise ValueError(f"op set {list(ops)} must list distinct registered ops; unknown: {unknown}")
+        raise ValueError(f"{kind} {list(ops)} must list distinct known ops; unknown: {unknown}")
     return ops
 
 

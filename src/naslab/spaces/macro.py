@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from torch import nn
 
+from naslab.ops.cnn import op_set as lookup_op_set
 from naslab.spaces.base import Space, Task
 from naslab.spaces.macro_network import MACRO_OP_SETS, MACRO_OPS, MACRO_OPS_ENAS, MacroNetwork, reduction_layers
 from naslab.spaces.micro_genotype import GenotypeError
@@ -127,17 +128,7 @@ class MacroGenotype:
 
 def _lookup_op_set(op_set: str | Sequence[str]) -> tuple[str, ...]:
     """The ops of a named macro op set, or a custom list of MACRO_OPS names (e.g. from a config)."""
-    if isinstance(op_set, str):
-        if op_set not in MACRO_OP_SETS:
-            raise ValueError(f"unknown macro op set '{op_set}'; known: {', '.join(MACRO_OP_SETS)} or a list of ops")
-        return MACRO_OP_SETS[op_set]
-    ops = tuple(str(op) for op in op_set)
-    unknown = [op for op in ops if op not in MACRO_OPS]
-    if unknown or not ops or len(set(ops)) != len(ops):
-        raise ValueError(
-            f"macro op set {list(ops)} must list distinct macro ops; unknown: {unknown} (known: {', '.join(MACRO_OPS)})"
-        )
-    return ops
+    return lookup_op_set(op_set, MACRO_OP_SETS, MACRO_OPS, "macro op set")
 
 
 class MacroSpace(Space[MacroGenotype]):

@@ -40,6 +40,38 @@ def edge_key(input_index: int, op: str, taken: set[str]) -> str:
     return key
 
 
+def build_stems(
+    stem: str, in_channels: int, channels: int, stem_multiplier: int = 3
+) -> tuple[nn.Module, nn.Module | None, int]:
+    """(stem, second stem or None, output width) of the CIFAR or ImageNet skeleton.
+
+    CIFAR: one 3x3 conv of width `stem_multiplier * channels`. ImageNet: DARTS' stem0 (two stride-2
+    convs) and stem1 (a third), 224 -> 28 before the first cell, which then sees a reduced input.
+    """
+    if stem == "cifar":
+        c_stem = stem_multiplier * channels
+        return (
+            nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)),
+            None,
+            c_stem,
+        )
+    if stem == "imagenet":
+        stem0 = nn.Sequential(
+            nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        stem1 = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        return stem0, stem1, channels
+    raise ValueError(f"unknown stem '{stem}'; expected 'cifar' or 'imagenet'")
+
+
 class MicroCell(nn.Module):
     """A normal or reduction cell realised from its genotype."""
 
@@ -143,26 +175,10 @@ class MicroNetwork(nn.Module):
         self.num_cells = 3 * cells_per_stage + 2
         reduction_layers = (cells_per_stage, 2 * cells_per_stage + 1)
         self.aux_position = reduction_layers[1]
-        if stem == "cifar":
-            c_stem = stem_multiplier * channels
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-            c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
-        elif stem == "imagenet":
-            self.stem = nn.Sequential(  # stem0 and stem1 of DARTS' NetworkImageNet
-                nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels // 2),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-            )
-            self.stem1 = nn.Sequential(
-                nn.ReLU(inplace=True),
-                nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-            )
-            c_prev_prev, c_prev, reduction_prev = channels, channels, True
-        else:
-            raise ValueError(f"unknown stem '{stem}'; expected 'cifar' or 'imagenet'")
+        self.stem, stem1, c_stem = build_stems(stem, in_channels, channels, stem_multiplier)
+        if stem1 is not None:
+            self.stem1 = stem1
+        c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, stem1 is not None
         self.stem_kind = stem
         self.cells = nn.ModuleList()
         c_cell = channels

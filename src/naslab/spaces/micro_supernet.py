@@ -18,7 +18,7 @@ from torch import nn
 
 from naslab.ops.cnn import build_op
 from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Cell, MicroGenotype
-from naslab.spaces.micro_network import edge_key
+from naslab.spaces.micro_network import build_stems, edge_key
 
 
 def _columns(chunks: Sequence[int], width: int) -> torch.Tensor:
@@ -114,31 +114,14 @@ class MicroSupernet(nn.Module):
         stem_multiplier: int = 3,
     ):
         super().__init__()
-        if stem not in ("cifar", "imagenet"):
-            raise ValueError(f"unknown stem '{stem}'; expected 'cifar' or 'imagenet'")
         self.num_nodes, self.ops, self.stem_kind = num_nodes, tuple(ops), stem
         self.num_cells = 3 * cells_per_stage + 2
         self.reduction_layers = (cells_per_stage, 2 * cells_per_stage + 1)
-        if stem == "cifar":
-            c_stem = stem_multiplier * channels
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-            pp = p = (1, c_stem)
-            reduction_prev = False
-        else:
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels // 2),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-            )
-            self.stem1 = nn.Sequential(
-                nn.ReLU(inplace=True),
-                nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-            )
-            pp = p = (1, channels)
-            reduction_prev = True
+        self.stem, stem1, c_stem = build_stems(stem, in_channels, channels, stem_multiplier)
+        if stem1 is not None:
+            self.stem1 = stem1
+        pp = p = (1, c_stem)
+        reduction_prev = stem1 is not None
         self.cells = nn.ModuleList()
         c_cell = channels
         for i in range(self.num_cells):
