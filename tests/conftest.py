@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,3 +30,23 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _compose
+
+
+def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], timeout: float = 180) -> None:
+    """Starts `python run.py *args` in run_dir and SIGKILLs it as soon as `ready()` holds.
+
+    Fails if the run ends on its own first: a resume test that never killed anything proves nothing.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", *args, f"hydra.run.dir={run_dir}"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready():
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import lightning as L
@@ -20,7 +15,7 @@ from naslab.data import DigitsDataModule
 from naslab.evaluators.standalone import StandaloneEvaluator
 from naslab.pipeline import run
 from naslab.spaces import MicroSpace, Task
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_and_kill_9
 
 SEARCH_ARGS = [
     "mode=search",
@@ -40,19 +35,7 @@ def read_archive(run_dir: Path) -> list[dict]:
 def test_kill_9_mid_search_then_resume_loses_nothing(compose_cfg, tmp_path) -> None:
     run_dir = tmp_path / "killed"
     archive = run_dir / "archive.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "run.py", *SEARCH_ARGS, f"hydra.run.dir={run_dir}"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if archive.exists() and len(archive.read_text().splitlines()) >= 2:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "the search ended before it could be killed"
+    run_and_kill_9(SEARCH_ARGS, run_dir, lambda: archive.exists() and len(archive.read_text().splitlines()) >= 2)
     before = read_archive(run_dir)
     assert 2 <= len(before) < 8
 
