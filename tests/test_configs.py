@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -47,9 +46,7 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
         f"paths.data_dir={data_dir}",
         "dataset.datamodule.source_dir=null" if probe.dataset.name == "fashion_mnist" else "seed=0",
     )
-    start = time.perf_counter()
-    results = run(cfg)
-    assert time.perf_counter() - start < 60  # "about a minute on 2 cores" (here it takes seconds)
+    results = run(cfg)  # benchmarks/preset_times.py times this ("about a minute on 2 cores")
     assert results["dataset"] == probe.dataset.name and results["mode"] == probe.mode
     pictures = ("macro.png",) if probe.space._target_.endswith("MacroSpace") else ("normal.png", "reduce.png")
     for name in ("results.json", "genotype.json", "archive.jsonl", *pictures):

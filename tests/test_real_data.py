@@ -35,11 +35,7 @@ def test_random_search_on_real_fashion_mnist(compose_cfg, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_default_run_is_quick_and_accurate(compose_cfg) -> None:
-    """`python run.py` (offline digits default): under 5 minutes on 2 cores, test accuracy >= 0.85."""
-    import time
-
-    start = time.perf_counter()
+    """`python run.py` (offline digits default): test accuracy >= 0.85 (its time: benchmarks/preset_times.py)."""
     results = run(compose_cfg())
-    assert time.perf_counter() - start < 300
     assert results["search"]["num_evaluated"] == 12
     assert results["final"]["test_accuracy"] >= 0.85
