@@ -32,7 +32,8 @@ def timed_run(args: list[str]) -> tuple[float, str]:
         )
         seconds = time.perf_counter() - start
         if done.returncode != 0:
-            return seconds, "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:120]
+            errors = [line for line in done.stderr.splitlines() if "Error" in line and "HYDRA_FULL_ERROR" not in line]
+            return seconds, "skipped: " + (errors[-1] if errors else "?")[:140]
         results = json.loads((Path(run_dir) / "results.json").read_text())
         final = results.get("final") or {}
         return seconds, f"test accuracy {final.get('test_accuracy')}"
