@@ -28,7 +28,7 @@ from torch import nn
 from naslab.ops.cnn import op_set as lookup_op_set
 from naslab.spaces.base import Space, Task
 from naslab.spaces.macro_network import MACRO_OP_SETS, MACRO_OPS, MACRO_OPS_ENAS, MacroNetwork, reduction_layers
-from naslab.spaces.micro_genotype import GenotypeError
+from naslab.spaces.micro_genotype import GenotypeError, parse_genotype_json
 
 __all__ = ["MACRO_OPS_ENAS", "MacroGenotype", "MacroLayer", "MacroSpace", "macro_to_dot", "draw_macro"]
 
@@ -119,11 +119,7 @@ class MacroGenotype:
 
     @classmethod
     def from_json(cls, text: str) -> "MacroGenotype":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise GenotypeError(f"genotype is not valid JSON: {err}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_genotype_json(text))
 
 
 def _lookup_op_set(op_set: str | Sequence[str]) -> tuple[str, ...]:

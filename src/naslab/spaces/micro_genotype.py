@@ -19,6 +19,14 @@ class GenotypeError(ValueError):
     """A malformed genotype; the message names the offending field."""
 
 
+def parse_genotype_json(text: str, source: str = "genotype") -> Any:
+    """JSON text of a genotype (of any space) as data; malformed JSON is a one-line GenotypeError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GenotypeError(f"{source} is not valid JSON: {err}") from None
+
+
 @dataclass(frozen=True)
 class Branch:
     """One edge into a node: which earlier state it reads and which op it applies."""
@@ -171,11 +179,7 @@ class MicroGenotype:
 
     @classmethod
     def from_json(cls, text: str) -> "MicroGenotype":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise GenotypeError(f"genotype is not valid JSON: {err}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_genotype_json(text))
 
 
 _DARTS_OP_NAMES = {"skip_connect": "identity", "conv_7x1_1x7": "conv_1x7_7x1"}

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from naslab.spaces.micro_genotype import GenotypeError, MicroGenotype
+from naslab.spaces.micro_genotype import GenotypeError, MicroGenotype, parse_genotype_json
 
 
 @lru_cache(maxsize=None)
@@ -41,10 +41,7 @@ def load_genotype_data(ref: str) -> tuple[str | None, Any]:
         raise GenotypeError(
             f"genotype '{ref}' is neither a published name ({', '.join(published_names())}) nor an existing file"
         )
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise GenotypeError(f"genotype file {path} is not valid JSON: {err}") from None
+    data = parse_genotype_json(path.read_text(), f"genotype file {path}")
     if isinstance(data, dict) and "genotype" in data:
         return data.get("space"), data["genotype"]
     return None, data
