@@ -24,7 +24,7 @@ def test_search_train_writes_every_output(compose_cfg, tmp_path) -> None:
     run_dir = tmp_path / "run"
     assert json.loads((run_dir / "results.json").read_text()) == results
     assert set(results) == RESULT_KEYS
-    assert results["mode"] == "search_train" and results["strategy"] == "random"
+    assert results["mode"] == "search_train" and results["strategy"] == "nao"  # the default strategy
     assert results["evaluator"] == "standalone" and results["space"] == "micro"
     assert set(results["search"]) == {"best_score", "num_evaluated", "wall_seconds"}
     assert results["search"]["num_evaluated"] == 2
@@ -91,16 +91,17 @@ def test_killed_search_resumes_without_re_evaluating(compose_cfg, tmp_path, monk
     original = StandaloneEvaluator.evaluate_one
     monkeypatch.setattr(StandaloneEvaluator, "evaluate_one", lambda self, g: calls.append(str(g)) or original(self, g))
     run_dir = tmp_path / "search"
-    run(compose_cfg("debug=fast", "mode=search", "search.num_architectures=3", "search.batch_size=2", run_dir=run_dir))
+    # random search: its budget may grow on resume (NAO's generation sizes derive from it; see test_nao)
+    fast = ("debug=fast", "mode=search", "strategy=random")
+    run(compose_cfg(*fast, "search.num_architectures=3", "search.batch_size=2", run_dir=run_dir))
     first = read_archive(run_dir)
     assert len(first) == len(calls) == 3
     with pytest.raises(FileExistsError, match="resume=true"):
-        run(compose_cfg("debug=fast", "mode=search", run_dir=run_dir))
+        run(compose_cfg(*fast, run_dir=run_dir))
     calls.clear()
     run(
         compose_cfg(
-            "debug=fast",
-            "mode=search",
+            *fast,
             "search.num_architectures=5",
             "search.batch_size=2",
             "resume=true",

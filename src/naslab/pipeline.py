@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,6 +54,31 @@ def _load_genotype(cfg: DictConfig, space: Space[Any]) -> Any:
     return space.genotype_from_dict(data)
 
 
+def run_group(cfg: DictConfig) -> str:
+    """The W&B group of a run: runs that differ only in their seed share it, so W&B aggregates them.
+
+    Made of the config choices (dataset, space, strategy, evaluator and the experiment preset, as
+    Hydra recorded them), e.g. `digits/micro_small/nao+standalone`; `logger.group=...` overrides it.
+    """
+    choices: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        choices = dict(HydraConfig.get().runtime.choices)
+    names = [str(cfg.dataset.name)]
+    for key in ("space", "strategy", "evaluator"):
+        names.append(str(choices.get(key) or cfg[key]._target_.rsplit(".", 1)[-1]))
+    group = f"{names[0]}/{names[1]}/{names[2]}+{names[3]}"
+    experiment = choices.get("experiment")
+    return f"{experiment}:{group}" if experiment else group
+
+
+def _logger(cfg: DictConfig) -> Any:
+    if not cfg.get("logger"):
+        return None
+    if "group" in cfg.logger and cfg.logger.group is None:
+        return instantiate(cfg.logger, group=run_group(cfg))
+    return instantiate(cfg.logger)
+
+
 def _write_genotype_outputs(space: Space[Any], genotype: Any, run_dir: Path, logger: Any) -> None:
     space.save_genotype(genotype, run_dir / "genotype.json")
     pictures = space.draw(genotype, run_dir)
@@ -85,7 +111,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "final": None,
     }
     (run_dir / "archive.jsonl").touch()
-    logger = instantiate(cfg.logger) if cfg.get("logger") else None
+    logger = _logger(cfg)
     status = "failed"
     try:
         if logger is not None:
@@ -139,20 +165,23 @@ def _search(
     )
     results["strategy"], results["evaluator"] = strategy.name, evaluator.name
     metrics_fn = (lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None
-    if hasattr(evaluator, "search"):  # weight sharing: the evaluator alternates training and strategy updates
-        outcome = evaluator.search(strategy, run_dir, resume=bool(cfg.resume), log_metrics=metrics_fn)
-    else:
-        outcome = run_search(
-            space,
-            strategy,
-            evaluator,
-            run_dir,
-            num_architectures=cfg.search.num_architectures,
-            batch_size=cfg.search.batch_size,
-            seed=int(cfg.seed),
-            resume=bool(cfg.resume),
-            log_metrics=metrics_fn,
-        )
+    try:
+        if hasattr(evaluator, "search"):  # weight sharing: the evaluator alternates training and strategy updates
+            outcome = evaluator.search(strategy, run_dir, resume=bool(cfg.resume), log_metrics=metrics_fn)
+        else:
+            outcome = run_search(
+                space,
+                strategy,
+                evaluator,
+                run_dir,
+                num_architectures=cfg.search.num_architectures,
+                batch_size=cfg.search.batch_size,
+                seed=int(cfg.seed),
+                resume=bool(cfg.resume),
+                log_metrics=metrics_fn,
+            )
+    finally:
+        evaluator.close()  # process pools and Ray instances end with the search
     curve = plot_search_curve(
         outcome.archive.records,
         run_dir / "search_curve.png",

@@ -8,7 +8,6 @@ being re-evaluated, so a killed search loses no evaluated architecture and repea
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -20,7 +19,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from naslab.archive import Archive, ArchiveRecord
-from naslab.evaluators.base import Evaluator
+from naslab.evaluators.base import Evaluation, Evaluator
 from naslab.spaces.base import Space
 from naslab.strategies.base import Strategy
 
@@ -41,8 +40,8 @@ class SearchResult(Generic[G]):
 
 
 def genotype_key(space: Space[G], genotype: G) -> str:
-    """Identity of an architecture up to the space's symmetries."""
-    return json.dumps(space.to_dict(space.canonical(genotype)), sort_keys=True)
+    """Identity of an architecture up to the space's symmetries (the archive's key)."""
+    return space.key(genotype)
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -90,6 +89,7 @@ def run_search(
     start = time.perf_counter() - sum(r.wall_seconds for r in archive.records)
     best_so_far = max((r.score for r in archive.records if r.error is None), default=float("-inf"))
     max_proposals = max_proposals_factor * num_architectures
+    finished = False  # the strategy said it has nothing more to propose
 
     with Progress(
         TextColumn("[bold]search"),
@@ -102,26 +102,43 @@ def run_search(
         while archived_at_tell < num_architectures and proposals < max_proposals:
             # Depends only on checkpointed numbers, so a resumed search asks exactly what it asked.
             genotypes = strategy.ask(min(batch_size, num_architectures - archived_at_tell))
-            scores = []
+            if not genotypes:
+                finished = True
+                log.info("the strategy has finished after %d proposals", proposals)
+                break
+            records: dict[str, ArchiveRecord] = {}
+            fresh: dict[str, G] = {}  # distinct architectures of this batch not yet in the archive
             for genotype in genotypes:
                 space.validate(genotype)
                 key = genotype_key(space, genotype)
                 record = archive.get(key)
-                if record is None:
-                    record = _evaluate(space, evaluator, genotype, key, len(archive), seed)
-                    archive.append(record)
-                    if record.error is None:
-                        best_so_far = max(best_so_far, record.score)
-                    if log_metrics is not None:
-                        metrics = {
-                            "search/score": record.score,
-                            "search/best_so_far": best_so_far,
-                            "search/params": float(record.params or 0),
-                        }
-                        log_metrics(metrics, record.index)
-                    progress.update(bar, completed=len(archive), best=max(best_so_far, 0.0))
-                scores.append(record.score)
-            strategy.tell(genotypes, scores)
+                if record is not None:
+                    records[key] = record
+                else:
+                    fresh.setdefault(key, genotype)
+            keys = list(fresh)
+            # The evaluator may train the batch in parallel (evaluator.backend); each result is
+            # archived the moment it arrives, so a kill loses no finished trial.
+            for i, evaluation in evaluator.evaluate_each([fresh[k] for k in keys]):
+                genotype = fresh[keys[i]]
+                record = _record(space, genotype, keys[i], len(archive), seed, evaluation)
+                record.extra.update(strategy.proposal_info(genotype))
+                archive.append(record)
+                records[keys[i]] = record
+                if record.error is None:
+                    best_so_far = max(best_so_far, record.score)
+                if log_metrics is not None:
+                    metrics = {
+                        "search/score": record.score,
+                        "search/best_so_far": best_so_far,
+                        "search/params": float(record.params or 0),
+                    }
+                    log_metrics(metrics, record.index)
+                progress.update(bar, completed=len(archive), best=max(best_so_far, 0.0))
+            strategy.tell(genotypes, [records[genotype_key(space, g)].score for g in genotypes])
+            strategy_metrics = strategy.pop_metrics()
+            if strategy_metrics and log_metrics is not None:
+                log_metrics({f"strategy/{k}": v for k, v in strategy_metrics.items()}, len(archive))
             archived_at_tell, proposals = len(archive), proposals + len(genotypes)
             state = {
                 "strategy": strategy.state_dict(),
@@ -130,7 +147,7 @@ def run_search(
                 "fingerprint": fingerprint,
             }
             _save_state(state_path, state)
-    if len(archive) < num_architectures:
+    if len(archive) < num_architectures and not finished:
         log.warning("the strategy proposed only %d distinct architectures in %d proposals", len(archive), proposals)
 
     best = archive.best()
@@ -145,8 +162,7 @@ def run_search(
     )
 
 
-def _evaluate(space: Space[G], evaluator: Evaluator[G], genotype: G, key: str, index: int, seed: int) -> ArchiveRecord:
-    evaluation = evaluator.evaluate([genotype])[0]
+def _record(space: Space[G], genotype: G, key: str, index: int, seed: int, evaluation: Evaluation) -> ArchiveRecord:
     return ArchiveRecord(
         index=index,
         key=key,
@@ -158,5 +174,5 @@ def _evaluate(space: Space[G], evaluator: Evaluator[G], genotype: G, key: str, i
         params=evaluation.params,
         wall_seconds=evaluation.wall_seconds,
         error=evaluation.error,
-        extra=evaluation.extra,
+        extra=dict(evaluation.extra),
     )

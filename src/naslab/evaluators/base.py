@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Generic, Iterator, Sequence, TypeVar
 
 G = TypeVar("G")
 
@@ -29,3 +29,16 @@ class Evaluator(ABC, Generic[G]):
     @abstractmethod
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
         """One Evaluation per genotype, in order."""
+
+    def evaluate_each(self, genotypes: Sequence[G]) -> Iterator[tuple[int, Evaluation]]:
+        """Yields (index into genotypes, evaluation) as each trial finishes, in any order.
+
+        The search loop archives each result the moment it arrives, so a search killed while a batch
+        is still being evaluated loses none of the trials that had finished. Evaluators that run
+        trials in parallel override this; the default scores them one after another.
+        """
+        for i, genotype in enumerate(genotypes):
+            yield i, self.evaluate([genotype])[0]
+
+    def close(self) -> None:
+        """Releases worker processes or cluster connections; a no-op for in-process evaluators."""

@@ -2,7 +2,8 @@
 with the strategy.
 
 Each epoch, as in ENAS (Pham et al. 2018): (1) shared-weight training on the search-train split,
-one architecture sampled from the strategy per step; (2) the strategy's update: it is asked for
+one architecture per step from `strategy.sample_for_training` (the controller's sample; NAO-WS:
+a member of its pool); (2) every `strategy_every` epochs and after the last, the strategy's update: it is asked for
 architectures, each is scored on a search-valid batch with the current shared weights, and told
 the scores. Batches come from one `CombinedLoader` of the train and search-valid loaders; the
 valid batches seen during an epoch feed the strategy phase at its end. After the last epoch, M
@@ -89,6 +90,7 @@ class SharedWeightsSearch(L.LightningModule):
         grad_clip: float,
         strategy_steps: int,
         strategy_batch: int,
+        strategy_every: int = 1,
         log_metrics: Callable[[dict[str, float], int], None] | None = None,
     ):
         super().__init__()
@@ -103,6 +105,7 @@ class SharedWeightsSearch(L.LightningModule):
         self.optim = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
         self.grad_clip = grad_clip
         self.strategy_steps, self.strategy_batch = strategy_steps, strategy_batch
+        self.strategy_every = max(1, strategy_every)
         self.log_fn = log_metrics
         self.valid_batches: list[Batch] = []
         self.best_so_far = max((r.score for r in archive.records if r.error is None), default=0.0)
@@ -118,7 +121,7 @@ class SharedWeightsSearch(L.LightningModule):
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         x, y = batch["train"]
         self.valid_batches.append(batch["valid"])
-        genotype = self.strategy.ask(1)[0]
+        genotype = self.strategy.sample_for_training(1)[0]
         loss = F.cross_entropy(self.supernet(x, genotype), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -134,11 +137,15 @@ class SharedWeightsSearch(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch
         batches, self.valid_batches = self.valid_batches, []
-        for step in range(self.strategy_steps):
-            valid = [batches[step % len(batches)]]
-            genotypes = self.strategy.ask(self.strategy_batch)
-            scores = [self.record(g, valid, f"epoch{epoch}:", {"epoch": epoch}).score for g in genotypes]
-            self.strategy.tell(genotypes, scores)
+        if (epoch + 1) % self.strategy_every == 0 or epoch + 1 == self.epochs:
+            for step in range(self.strategy_steps):
+                valid = [batches[step % len(batches)]]
+                genotypes = self.strategy.ask(self.strategy_batch)
+                scores = [self.record(g, valid, f"epoch{epoch}:", {"epoch": epoch}).score for g in genotypes]
+                self.strategy.tell(genotypes, scores)
+                metrics = self.strategy.pop_metrics()
+                if metrics and self.log_fn is not None:
+                    self.log_fn({f"strategy/{k}": v for k, v in metrics.items()}, len(self.archive))
         self.lr_schedulers().step()
         self.save_search_checkpoint()
 
@@ -161,7 +168,7 @@ class SharedWeightsSearch(L.LightningModule):
             epochs=float(self.current_epoch + 1),
             params=None,
             wall_seconds=time.perf_counter() - start,
-            extra=extra,
+            extra={**extra, **self.strategy.proposal_info(genotype)},
         )
         self.archive.append(record)
         self.best_so_far = max(self.best_so_far, score)
@@ -208,6 +215,7 @@ class SharedEvaluator(Evaluator[G]):
         train_batches: int | float | None = None,
         strategy_steps: int = 10,
         strategy_batch: int = 1,
+        strategy_every: int = 1,
         derive_samples: int = 100,
         valid_batches: int = 1,
     ):
@@ -224,6 +232,7 @@ class SharedEvaluator(Evaluator[G]):
             "grad_clip": grad_clip,
             "strategy_steps": strategy_steps,
             "strategy_batch": strategy_batch,
+            "strategy_every": strategy_every,
         }
         self.derive_samples, self.valid_batches = derive_samples, valid_batches
 
@@ -289,7 +298,9 @@ class SharedEvaluator(Evaluator[G]):
             trainer.fit(module, ckpt_path=ckpt_path)
         # ENAS's derivation: sample M architectures, score them with the shared weights, keep the best.
         batches = self._valid(self.valid_batches)
-        derived = [module.record(g, batches, "derive:", {"derive": True}) for g in strategy.ask(self.derive_samples)]
+        # A strategy that has finished proposing (NAO after its iterations) offers its pool instead.
+        candidates = strategy.ask(self.derive_samples) or strategy.sample_for_training(self.derive_samples)
+        derived = [module.record(g, batches, "derive:", {"derive": True}) for g in candidates]
         best = max(derived, key=lambda r: r.score)
         return SearchResult(
             best_genotype=self.space.genotype_from_dict(best.genotype),

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import lightning as L
 
+from naslab.evaluators.backends import BACKENDS, Backend, make_backend
 from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.loggers import quiet_lightning
 from naslab.spaces.base import Space, Task
@@ -44,6 +45,11 @@ class StandaloneEvaluator(Evaluator[G]):
         momentum: float = 0.9,
         weight_decay: float = 3e-4,
         grad_clip: float = 5.0,
+        backend: str = "local",
+        workers: int = 2,
+        ray_address: str | None = None,
+        cpus_per_trial: float = 1,
+        gpus_per_trial: float = 0,
     ):
         self.space, self.task = space, task
         self.datamodule = datamodule_factory(batch_size=batch_size)
@@ -65,9 +71,46 @@ class StandaloneEvaluator(Evaluator[G]):
         # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
         self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}
         self.fidelity = {"train_batches": train_batches, "channels": channels, "cells_per_stage": cells_per_stage}
+        BACKENDS.get(backend)  # a misspelt backend fails here, not after the search has started
+        self.backend_options: dict[str, Any] = {
+            "name": backend,
+            "workers": workers,
+            "ray_address": ray_address,
+            "cpus_per_trial": cpus_per_trial,
+            "gpus_per_trial": gpus_per_trial,
+        }
+        self._backend: Backend | None = None  # started on first use: a pool or Ray costs seconds to start
 
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
-        return [self.evaluate_one(g) for g in genotypes]
+        results: list[Evaluation | None] = [None] * len(genotypes)
+        for i, evaluation in self.evaluate_each(genotypes):
+            results[i] = evaluation
+        return results  # type: ignore[return-value]  # evaluate_each yields every index once
+
+    def evaluate_each(self, genotypes: Sequence[G]) -> Iterator[tuple[int, Evaluation]]:
+        """Runs the trials on the configured backend (local, pool or ray), yielding each as it finishes."""
+        if genotypes:
+            yield from self._started_backend().map_unordered(genotypes)
+
+    def _started_backend(self) -> Backend:
+        if self._backend is None:
+            backend = make_backend(**self.backend_options)
+            backend.start(self)  # pickles self for pool/ray workers; __getstate__ leaves the backend out
+            self._backend = backend
+        return self._backend
+
+    def close(self) -> None:
+        """Shuts the pool down or leaves Ray; the next evaluation would start a fresh backend."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers get the evaluator, never its backend: a process pool or Ray handle cannot be pickled
+        # and a worker runs evaluate_one directly.
+        state = self.__dict__.copy()
+        state["_backend"] = None
+        return state
 
     def evaluate_one(self, genotype: G) -> Evaluation:
         # Same seed for every child: differences in score come from the architecture, and a

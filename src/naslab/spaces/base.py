@@ -59,6 +59,14 @@ class Space(ABC, Generic[G]):
     def valid_tokens(self, position: int) -> range:
         return range(self.token_choices()[position])
 
+    def token_kinds(self) -> list[str]:
+        """What each position decides ("input", "op", ...): positions of one kind share a vocabulary.
+
+        NAO's encoder embeds token t at a position of kind k as vocabulary entry (k, t), so an op
+        means the same thing wherever it appears. The default treats every position alike.
+        """
+        return ["token"] * len(self.token_choices())
+
     @abstractmethod
     def to_tokens(self, genotype: G) -> tuple[int, ...]:
         """The decision sequence of a genotype; token t at position i is in valid_tokens(i)."""
@@ -74,6 +82,18 @@ class Space(ABC, Generic[G]):
     def symmetries(self, genotype: G) -> list[G]:
         """Genotypes that denote the same network (including `genotype` itself)."""
         return [genotype]
+
+    def random_symmetry(self, genotype: G, rng: np.random.Generator) -> G:
+        """One of `symmetries(genotype)` drawn uniformly (NAO's data augmentation).
+
+        Spaces with many symmetric variants override this to avoid listing them all.
+        """
+        variants = self.symmetries(genotype)
+        return variants[int(rng.integers(len(variants)))]
+
+    def key(self, genotype: G) -> str:
+        """Identity of an architecture up to the space's symmetries: equal keys, same network."""
+        return json.dumps(self.to_dict(self.canonical(genotype)), sort_keys=True)
 
     @abstractmethod
     def validate(self, genotype: G) -> None:

@@ -177,6 +177,12 @@ class MacroSpace(Space[MacroGenotype]):
             choices += [len(self.ops)] + [2] * i
         return choices
 
+    def token_kinds(self) -> list[str]:
+        kinds: list[str] = []
+        for i in range(self.num_layers):
+            kinds += ["op"] + ["skip"] * i
+        return kinds
+
     def to_tokens(self, genotype: MacroGenotype) -> tuple[int, ...]:
         self.validate(genotype)
         tokens: list[int] = []

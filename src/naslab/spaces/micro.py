@@ -89,6 +89,9 @@ class MicroSpace(Space[MicroGenotype]):
             per_cell += [k + NUM_CELL_INPUTS, len(self.ops)] * 2
         return per_cell * len(CELL_NAMES)
 
+    def token_kinds(self) -> list[str]:
+        return ["input", "op"] * (len(self.token_choices()) // 2)
+
     def to_tokens(self, genotype: MicroGenotype) -> tuple[int, ...]:
         self.validate(genotype)
         tokens: list[int] = []
@@ -130,6 +133,15 @@ class MicroSpace(Space[MicroGenotype]):
         for normal, reduce in itertools.product(*variants):
             seen.setdefault(MicroGenotype(normal, reduce), None)
         return list(seen)
+
+    def random_symmetry(self, genotype: MicroGenotype, rng: np.random.Generator) -> MicroGenotype:
+        """Swaps the branches of each node with probability 1/2 (uniform over the swap patterns)."""
+
+        def swap_some(cell: Cell) -> Cell:
+            nodes = tuple(node.swapped() if rng.integers(2) else node for node in cell.nodes)
+            return Cell(nodes, cell.concat)
+
+        return MicroGenotype(swap_some(genotype.normal), swap_some(genotype.reduce))
 
     def canonical(self, genotype: MicroGenotype) -> MicroGenotype:
         """Branches of every node in sorted (input, op) order: equal for all symmetric variants."""

@@ -25,7 +25,22 @@ class Strategy(ABC, Generic[G]):
 
     @abstractmethod
     def ask(self, n: int) -> list[G]:
-        """The next `n` architectures to evaluate."""
+        """Up to `n` architectures to evaluate next; [] means the strategy has finished."""
+
+    def sample_for_training(self, n: int) -> list[G]:
+        """Architectures to train shared weights on (weight sharing); by default what `ask` proposes.
+
+        Population methods (NAO-WS) train on their current pool instead of their next proposals.
+        """
+        return self.ask(n)
+
+    def proposal_info(self, genotype: G) -> dict[str, Any]:
+        """Why `genotype` was proposed (generation, predicted score, ...): stored in its archive record."""
+        return {}
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Diagnostics gathered since the last call (logged to W&B by the search loop)."""
+        return {}
 
     @abstractmethod
     def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:

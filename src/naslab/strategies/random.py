@@ -6,7 +6,6 @@ Samples uniformly over the space's decisions and never proposes the same network
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,16 +25,13 @@ class RandomStrategy(Strategy[G]):
         self.max_tries = max_tries
         self.seen: set[str] = set()
 
-    def _key(self, genotype: G) -> str:
-        return json.dumps(self.space.to_dict(self.space.canonical(genotype)), sort_keys=True)
-
     def ask(self, n: int) -> list[G]:
         proposals: list[G] = []
         keys = set(self.seen)
         for _ in range(n):
             for _ in range(self.max_tries):
                 genotype = self.space.sample(self.rng)
-                key = self._key(genotype)
+                key = self.space.key(genotype)
                 if key not in keys:
                     break
             else:
@@ -47,7 +43,7 @@ class RandomStrategy(Strategy[G]):
         return proposals
 
     def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
-        self.seen.update(self._key(g) for g in genotypes)
+        self.seen.update(self.space.key(g) for g in genotypes)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "seen": sorted(self.seen)}

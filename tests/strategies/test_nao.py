@@ -1,0 +1,175 @@
+"""NAOStrategy: Alg. 1 generations, provenance and diagnostics, resume, the NAO-WS population."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from naslab.evaluators.planted import PlantedEvaluator
+from naslab.search import run_search
+from naslab.spaces import MicroSpace
+from naslab.strategies.nao import NAOStrategy
+
+SPACE = MicroSpace(2, "enas")
+SMALL = {"epochs": 30, "batch_size": 32, "embedding": 8, "hidden": 24}  # a NAO model that trains in seconds
+
+
+def nao(**overrides) -> NAOStrategy:
+    return NAOStrategy(SPACE, **{"seed": 0, **SMALL, **overrides})
+
+
+def play(strategy: NAOStrategy, evaluator: PlantedEvaluator, batch: int = 4, limit: int = 200) -> list:
+    """Drives ask/tell the way the search loop does; returns what was proposed."""
+    proposed = []
+    while len(proposed) < limit:
+        genotypes = strategy.ask(batch)
+        if not genotypes:
+            break
+        proposed += genotypes
+        strategy.tell(genotypes, [evaluator.score(g) for g in genotypes])
+    return proposed
+
+
+def test_sizes_follow_the_paper_fractions_of_the_budget() -> None:
+    strategy = NAOStrategy(SPACE, budget=1000, iterations=3)
+    assert (strategy.num_initial, strategy.top_k) == (600, 200)  # 600 + 200 + 200 = 1000 (file 000, Sec. 4.1)
+    assert (NAOStrategy(SPACE, budget=12).num_initial, NAOStrategy(SPACE, budget=12).top_k) == (7, 3)
+    assert NAOStrategy(SPACE, initial_pool=5, top_k=2).num_initial == 5
+    with pytest.raises(ValueError, match="budget"):
+        NAOStrategy(SPACE)
+    with pytest.raises(ValueError, match="iterations"):
+        NAOStrategy(SPACE, budget=10, iterations=0)
+
+
+def test_generations_are_random_pool_then_new_architectures_from_ascent() -> None:
+    strategy = nao(initial_pool=20, top_k=5, iterations=3, fill_with_random=False)
+    proposed = play(strategy, PlantedEvaluator(SPACE, seed=0))
+    keys = [SPACE.key(g) for g in proposed]
+    assert len(keys) == len(set(keys))  # ascent only proposes architectures never seen
+    assert 20 < len(proposed) <= 30 and strategy.finished and strategy.ask(4) == []
+    generated = [strategy.proposal_info(g)["nao"] for g in proposed[20:]]
+    assert {info["generation"] for info in generated} <= {1, 2}
+    assert all(info["source"] == "ascent" and info["eta"] in strategy.etas for info in generated)
+    assert all(0 < info["predicted"] < 1 for info in generated)
+    assert strategy.proposal_info(proposed[0]) == {}  # the random pool has no provenance
+    for g in proposed:
+        SPACE.validate(g)
+
+
+def test_eta_schedule_and_random_fill_when_ascent_finds_too_few() -> None:
+    assert nao(budget=10, eta=10, eta_growth=2, eta_step=0, max_ascent_tries=4).etas == [10, 20, 40, 80]
+    assert nao(budget=10, eta=1, eta_growth=1, eta_step=1, max_ascent_tries=3).etas == [1, 2, 3]
+    # A decoder that always gives the seeds back finds nothing new: the generation is random fill.
+    from naslab.strategies.nao_model import Ascent
+
+    strategy = nao(initial_pool=10, top_k=4, iterations=2)
+    strategy.model.ascend = lambda tokens, eta: Ascent(tokens, torch.zeros(len(tokens)), torch.zeros(len(tokens)))
+    proposed = play(strategy, PlantedEvaluator(SPACE, seed=0))
+    assert strategy.pop_metrics()["nao/num_random_fill"] == 4
+    fill = [strategy.proposal_info(g)["nao"] for g in proposed[10:]]
+    assert len(fill) == 4 and {info["source"] for info in fill} == {"random_fill"}
+    assert len({SPACE.key(g) for g in proposed}) == 14
+
+
+def test_diagnostics_of_each_generation() -> None:
+    strategy = nao(initial_pool=30, top_k=4, iterations=2)
+    evaluator = PlantedEvaluator(SPACE, seed=0)
+    play(strategy, evaluator, batch=30, limit=30)
+    metrics = strategy.pop_metrics()
+    for key in ("nao/pairwise_accuracy", "nao/hamming_distance", "nao/new_fraction", "nao/num_new", "nao/mse"):
+        assert key in metrics, key
+    assert 0 <= metrics["nao/pairwise_accuracy"] <= 1 and metrics["nao/hamming_distance"] >= 0
+    assert metrics["nao/new_fraction"] == metrics["nao/num_new"] / 4
+    assert strategy.pop_metrics() == {}  # popped
+    new = strategy.ask(10)
+    strategy.tell(new, [evaluator.score(g) for g in new])
+    measured = strategy.pop_metrics()
+    assert "nao/new_measured" in measured and "nao/new_predicted_mean" in measured
+
+
+def test_state_dict_resumes_mid_generation_identically() -> None:
+    evaluator = PlantedEvaluator(SPACE, seed=1)
+    a = nao(initial_pool=12, top_k=4, iterations=3)
+    first = a.ask(8)
+    a.tell(first, [evaluator.score(g) for g in first])
+    state = a.state_dict()
+    b = nao(initial_pool=12, top_k=4, iterations=3, seed=5)  # different seed: everything comes from the state
+    b.load_state_dict(state)
+    assert play(a, evaluator) == play(b, evaluator)
+    with pytest.raises(ValueError, match="resume it with the same search.num_architectures"):
+        nao(initial_pool=12, top_k=5, iterations=3).load_state_dict(state)
+
+
+def test_search_loop_records_provenance_and_stops_when_nao_finishes(tmp_path: Path) -> None:
+    logged: list[dict[str, float]] = []
+    strategy = nao(budget=40, initial_pool=10, top_k=3, iterations=3)
+    result = run_search(
+        SPACE,
+        strategy,
+        PlantedEvaluator(SPACE, seed=0),
+        tmp_path,
+        num_architectures=40,
+        batch_size=5,
+        log_metrics=lambda metrics, step: logged.append(metrics),
+    )
+    assert 10 < result.num_evaluated <= 16  # 10 + up to 3 + 3: NAO finished before the budget
+    records = [json.loads(line) for line in (tmp_path / "archive.jsonl").read_text().splitlines()]
+    assert [r["extra"].get("nao", {}).get("generation", 0) for r in records][:10] == [0] * 10
+    assert all("pairwise_accuracy" in r["extra"]["nao"] for r in records[10:])
+    ascended = [r["extra"]["nao"] for r in records[10:] if r["extra"]["nao"]["source"] == "ascent"]
+    assert ascended and all("predicted" in info and "seed_score" in info for info in ascended)
+    assert any("strategy/nao/hamming_distance" in m for m in logged)
+
+
+def test_population_mode_rescores_the_pool_and_keeps_its_size() -> None:
+    """NAO-WS: every generation scores the whole pool; new architectures replace the worst."""
+    strategy = nao(initial_pool=12, top_k=4, new_per_generation=6, rescore_pool=True, iterations=None)
+    evaluator = PlantedEvaluator(SPACE, seed=0)
+    first = strategy.ask(12)
+    assert strategy.ask(1) == []  # the generation is out: waiting for its scores
+    assert {SPACE.key(g) for g in strategy.sample_for_training(50)} <= {SPACE.key(g) for g in first}
+    strategy.tell(first, [evaluator.score(g) for g in first])
+    second = strategy.ask(100)
+    assert len(second) == 12 and not strategy.finished
+    survivors = {SPACE.key(g) for g in second} & {SPACE.key(g) for g in first}
+    best = sorted(first, key=evaluator.score, reverse=True)
+    assert {SPACE.key(g) for g in best[: len(survivors)]} == survivors  # the best survive
+    assert 0 < 12 - len(survivors) <= 6
+
+
+def test_default_run_searches_with_nao_through_the_pipeline(compose_cfg, tmp_path: Path) -> None:
+    from naslab.pipeline import run
+
+    cfg = compose_cfg("mode=search", "debug=fast", "search.num_architectures=6", "search.batch_size=3")
+    assert cfg.strategy._target_.endswith("NAOStrategy") and cfg.strategy.epochs == 20  # debug/strategy/fast_nao
+    results = run(cfg)
+    assert results["strategy"] == "nao" and results["search"]["num_evaluated"] == 6
+    records = [json.loads(line) for line in (tmp_path / "run" / "archive.jsonl").read_text().splitlines()]
+    assert [("nao" in r["extra"]) for r in records] == [False] * 4 + [True] * 2  # N = 4 random, then ascent
+    assert (tmp_path / "run" / "search_state.pt").exists()
+
+
+def test_two_seed_multirun_writes_one_results_each_and_one_wandb_group(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "HOME": str(tmp_path), "WANDB_MODE": "offline"}
+    env.pop("WANDB_API_KEY", None)
+    cmd = [sys.executable, "run.py", "-m", "strategy=nao", "seed=0,1", "mode=search", "debug=fast"]
+    done = subprocess.run(
+        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [json.loads((sweep / str(i) / "results.json").read_text()) for i in range(2)]
+    assert [r["seed"] for r in results] == [0, 1] and {r["strategy"] for r in results} == {"nao"}
+    group = b"digits/micro_small/nao+standalone"
+    for i in range(2):
+        (run_file,) = (sweep / str(i) / "wandb").glob("offline-run-*/*.wandb")
+        assert group in run_file.read_bytes()
