@@ -173,3 +173,15 @@ def test_two_seed_multirun_writes_one_results_each_and_one_wandb_group(tmp_path:
     for i in range(2):
         (run_file,) = (sweep / str(i) / "wandb").glob("offline-run-*/*.wandb")
         assert group in run_file.read_bytes()
+
+
+def test_nao_with_the_shared_evaluator_is_nao_ws_and_rescores_its_pool(compose_cfg, tmp_path: Path) -> None:
+    from naslab.pipeline import run
+
+    overrides = ("strategy=nao", "evaluator=shared", "debug=fast", "mode=search", "evaluator.epochs=2")
+    results = run(compose_cfg(*overrides, "search.num_architectures=6", "evaluator.strategy_steps=2"))
+    assert results["strategy"] == "nao" and results["evaluator"] == "shared"
+    records = [json.loads(line) for line in (tmp_path / "run" / "archive.jsonl").read_text().splitlines()]
+    by_epoch = {e: {r["key"].split(":", 1)[1] for r in records if r["key"].startswith(f"epoch{e}:")} for e in (0, 1)}
+    assert by_epoch[0] and by_epoch[1]
+    assert by_epoch[0] & by_epoch[1]  # pool members are scored again with the newer shared weights

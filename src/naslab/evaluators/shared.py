@@ -263,6 +263,7 @@ class SharedEvaluator(Evaluator[G]):
     ) -> SearchResult[G]:
         run_dir = Path(run_dir)
         start = time.perf_counter()
+        strategy.scores_drift = True  # shared weights keep training: a score from epoch 1 is stale at epoch 50
         archive = Archive(run_dir / "archive.jsonl", resume=resume)
         self.datamodule.setup()
         module = SharedWeightsSearch(

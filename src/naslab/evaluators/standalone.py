@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 import lightning as L
+import torch
 
 from naslab.evaluators.backends import BACKENDS, Backend, make_backend
 from naslab.evaluators.base import Evaluation, Evaluator, G
@@ -113,6 +114,19 @@ class StandaloneEvaluator(Evaluator[G]):
         return state
 
     def evaluate_one(self, genotype: G) -> Evaluation:
+        """One trial with `cpus_per_trial` torch threads, whatever the backend.
+
+        CPU kernels sum in an order that depends on the thread count, and a few epochs of SGD turn
+        that rounding into different accuracies; a fixed count makes local, pool and Ray trials agree.
+        """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(self.backend_options["cpus_per_trial"])))
+        try:
+            return self._train_and_score(genotype)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train_and_score(self, genotype: G) -> Evaluation:
         # Same seed for every child: differences in score come from the architecture, and a
         # resumed search reproduces the scores it would have had.
         L.seed_everything(self.seed, workers=True, verbose=False)

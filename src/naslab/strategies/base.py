@@ -19,6 +19,9 @@ class Strategy(ABC, Generic[G]):
     """ask / tell proposer over a space."""
 
     name: str = "strategy"
+    # Set by evaluators whose scores change as the search goes on (weight sharing): population
+    # strategies (NAO-WS) then re-score their whole pool each generation instead of trusting old scores.
+    scores_drift: bool = False
 
     def __init__(self, space: Space[G]):
         self.space = space

@@ -16,7 +16,8 @@ Sizes default to fractions of the search budget (`search.num_architectures`): N 
 paper's 600 of 1000) and K splits the rest over the L-1 ascent generations; set `initial_pool` and
 `top_k` to fix them instead.
 
-With weight sharing (NAO-WS, `rescore_pool=true`) scores drift as the shared weights train, so the
+With weight sharing (NAO-WS: `rescore_pool` true, or null and an evaluator whose scores drift, i.e.
+`evaluator=shared`) scores drift as the shared weights train, so the
 strategy keeps a population instead: every generation re-scores the whole pool, trains the NAO
 model on the current scores only, and replaces the worst members by the new architectures (the
 authors' NAO-WS code); shared-weight training samples uniformly from the pool.
@@ -59,7 +60,7 @@ class NAOStrategy(Strategy[G]):
         top_k: int | None = None,
         new_per_generation: int | None = None,
         iterations: int | None = 3,
-        rescore_pool: bool = False,
+        rescore_pool: bool | None = None,
         eta: float = 10.0,
         eta_growth: float = 2.0,
         eta_step: float = 0.0,
@@ -85,7 +86,8 @@ class NAOStrategy(Strategy[G]):
             raise ValueError(f"nao: iterations must be >= 1 or null, got {iterations}")
         if not 0 < trade_off <= 1:
             raise ValueError(f"nao: trade_off (lambda) must be in (0, 1], got {trade_off}")
-        self.seed, self.iterations, self.rescore_pool, self.budget = seed, iterations, rescore_pool, budget
+        self.seed, self.iterations, self.budget = seed, iterations, budget
+        self.rescore_setting = rescore_pool
         self.num_initial, self.top_k = self._sizes(budget, initial_pool, initial_fraction, top_k, iterations)
         self.num_new = new_per_generation or self.top_k
         self.etas = [eta]
@@ -121,6 +123,11 @@ class NAOStrategy(Strategy[G]):
         self.proposals: dict[str, dict[str, Any]] = {}  # provenance of generated architectures, by key
         self.metrics: dict[str, float] = {}
         self.finished = False
+
+    @property
+    def rescore_pool(self) -> bool:
+        """Population mode (NAO-WS): set explicitly, or null = whenever the evaluator's scores drift."""
+        return self.scores_drift if self.rescore_setting is None else bool(self.rescore_setting)
 
     @staticmethod
     def _sizes(
