@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from naslab.analysis.prediction_plot import plot_predicted_vs_measured
 from naslab.analysis.search_plot import plot_search_curve
 from naslab.loggers import (
     close_logger,
@@ -187,7 +188,8 @@ def _search(
         run_dir / "search_curve.png",
         f"{strategy.name} + {evaluator.name} on {cfg.dataset.name}",
     )
-    log_images(logger, "search", [curve])
+    scatter = plot_predicted_vs_measured(outcome.archive.records, run_dir / "predicted_vs_measured.png", strategy.name)
+    log_images(logger, "search", [curve] + ([scatter] if scatter else []))
     columns = ("index", "score", "params", "wall_seconds", "error", "genotype")
     rows = [(r.index, r.score, r.params, r.wall_seconds, r.error, r.readable) for r in outcome.archive.records]
     log_table(logger, "search/archive", columns, rows)
