@@ -14,7 +14,7 @@ from naslab.spaces import MicroSpace
 from naslab.strategies.nao import NAOStrategy
 
 SPACE = MicroSpace(2, "enas")
-SMALL = {"epochs": 30, "batch_size": 32, "embedding": 8, "hidden": 24}  # a NAO model that trains in seconds
+SMALL = {"epochs": 30, "batch_size": 32, "model": {"embedding": 8, "hidden": 24}}  # a NAO model that trains in seconds
 
 
 def nao(**overrides) -> NAOStrategy:

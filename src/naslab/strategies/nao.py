@@ -70,22 +70,17 @@ class NAOStrategy(Strategy[G]):
         holdout_fraction: float = 0.1,
         epochs: int = 1000,
         batch_size: int = 100,
-        embedding: int = 32,
-        hidden: int = 96,
-        predictor_layers: int = 1,
-        predictor_hidden: int = 200,
-        dropout: float = 0.1,
-        trade_off: float = 0.9,
-        lr: float = 0.001,
-        weight_decay: float = 0.0,
         grad_clip: float = 5.0,
         accelerator: str = "cpu",
+        model: dict[str, Any] | None = None,
     ):
+        """`model`: NAOModel's keyword arguments (embedding, hidden, predictor_layers, trade_off, lr, ...)."""
         super().__init__(space)
         if iterations is not None and iterations < 1:
             raise ValueError(f"nao: iterations must be >= 1 or null, got {iterations}")
-        if not 0 < trade_off <= 1:
-            raise ValueError(f"nao: trade_off (lambda) must be in (0, 1], got {trade_off}")
+        model = dict(model or {})
+        if not 0 < model.get("trade_off", 0.9) <= 1:
+            raise ValueError(f"nao: model.trade_off (lambda) must be in (0, 1], got {model['trade_off']}")
         self.seed, self.iterations, self.budget = seed, iterations, budget
         self.rescore_setting = rescore_pool
         self.num_initial, self.top_k = self._sizes(budget, initial_pool, initial_fraction, top_k, iterations)
@@ -102,18 +97,7 @@ class NAOStrategy(Strategy[G]):
             "accelerator": accelerator,
         }
         torch.manual_seed(seed)  # the model's initialisation is part of the seeded run
-        self.model = NAOModel(
-            space.token_choices(),
-            space.token_kinds(),
-            embedding=embedding,
-            hidden=hidden,
-            predictor_layers=predictor_layers,
-            predictor_hidden=predictor_hidden,
-            dropout=dropout,
-            trade_off=trade_off,
-            lr=lr,
-            weight_decay=weight_decay,
-        )
+        self.model = NAOModel(space.token_choices(), space.token_kinds(), **model)
         self.rng = np.random.default_rng(seed)
         self.generation = 0
         self.queue: list[G] = self._random_pool(self.num_initial)

@@ -16,8 +16,9 @@ the same op shares one embedding wherever it appears; one extra entry is the dec
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import lightning as L
 import torch
@@ -155,39 +156,35 @@ class NAOModel(L.LightningModule):
             chosen.append(token)
         return self.vocab.decode(torch.cat(chosen, dim=1))
 
-    def ascend(self, tokens: torch.Tensor, eta: float) -> Ascent:
-        """Eqn. 2: move each state along df/dh by eta, re-normalise, decode."""
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode (no predictor dropout) for inference during a search, restored afterwards."""
         was_training = self.training
         self.eval()
         try:
-            with torch.enable_grad():
-                states = self.encode(tokens).detach().requires_grad_(True)
-                before = self.predict(states)
-                (gradient,) = torch.autograd.grad(before.sum(), states)
-            moved = F.normalize(states.detach() + eta * gradient, dim=-1)
-            with torch.no_grad():
-                after = self.predict(moved)
-            return Ascent(self.decode(moved), before.detach(), after)
+            yield
         finally:
             self.train(was_training)
+
+    def ascend(self, tokens: torch.Tensor, eta: float) -> Ascent:
+        """Eqn. 2: move each state along df/dh by eta, re-normalise, decode."""
+        with self.evaluating(), torch.enable_grad():
+            states = self.encode(tokens).detach().requires_grad_(True)
+            before = self.predict(states)
+            (gradient,) = torch.autograd.grad(before.sum(), states)
+        moved = F.normalize(states.detach() + eta * gradient, dim=-1)
+        with self.evaluating(), torch.no_grad():
+            return Ascent(self.decode(moved), before.detach(), self.predict(moved))
 
     @torch.no_grad()
     def predict_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             return self.predict(self.encode(tokens))
-        finally:
-            self.train(was_training)
 
     @torch.no_grad()
     def reconstruct(self, tokens: torch.Tensor) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             return self.decode(self.encode(tokens))
-        finally:
-            self.train(was_training)
 
     # --- training ------------------------------------------------------------------------------
     def losses(self, tokens: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
