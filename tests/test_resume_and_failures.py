@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -32,12 +33,15 @@ def read_archive(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines() if line.strip()]
 
 
-def test_kill_9_mid_search_then_resume_loses_nothing(compose_cfg, tmp_path) -> None:
+@pytest.mark.parametrize("kill_after", [2, 6], ids=["in the random pool", "in NAO's first ascent generation"])
+def test_kill_9_mid_search_then_resume_loses_nothing(compose_cfg, tmp_path, kill_after) -> None:
+    """The default strategy (NAO: 5 random cells, then ascent) killed before or after its model trained."""
     run_dir = tmp_path / "killed"
     archive = run_dir / "archive.jsonl"
-    run_and_kill_9(SEARCH_ARGS, run_dir, lambda: archive.exists() and len(archive.read_text().splitlines()) >= 2)
+    archived = lambda: len(archive.read_text().splitlines()) if archive.exists() else 0  # noqa: E731
+    run_and_kill_9(SEARCH_ARGS, run_dir, lambda: archived() >= kill_after)
     before = read_archive(run_dir)
-    assert 2 <= len(before) < 8
+    assert kill_after <= len(before) < 8
 
     resumed = run(compose_cfg(*SEARCH_ARGS, "resume=true", run_dir=run_dir))
     after = read_archive(run_dir)

@@ -185,3 +185,22 @@ def test_nao_with_the_shared_evaluator_is_nao_ws_and_rescores_its_pool(compose_c
     by_epoch = {e: {r["key"].split(":", 1)[1] for r in records if r["key"].startswith(f"epoch{e}:")} for e in (0, 1)}
     assert by_epoch[0] and by_epoch[1]
     assert by_epoch[0] & by_epoch[1]  # pool members are scored again with the newer shared weights
+
+
+def test_presets_carry_the_paper_settings(compose_cfg) -> None:
+    from hydra.utils import instantiate
+
+    micro = compose_cfg("experiment=nao_micro")
+    space = instantiate(micro.space)
+    strategy = instantiate(micro.strategy, space=space)
+    assert (strategy.num_initial, strategy.top_k, strategy.iterations) == (600, 200, 3)  # 1000 evaluated
+    assert len(space.ops) == 11 and space.num_nodes == 5 and micro.dataset.name == "cifar10"
+    assert (micro.evaluator.epochs, micro.evaluator.channels, micro.evaluator.cells_per_stage) == (25, 32, 3)
+    assert strategy.etas[0] == 10 and strategy.model.hparams.trade_off == 0.9 and strategy.model.hparams.hidden == 96
+
+    ws = compose_cfg("experiment=nao_ws")
+    population = instantiate(ws.strategy, space=instantiate(ws.space))
+    assert (population.num_initial, population.top_k, population.num_new) == (600, 100, 300)
+    assert population.rescore_pool and population.iterations is None and population.etas[:3] == [1, 2, 3]
+    assert population.model.hparams.hidden == 64 and population.model.hparams.trade_off == 0.8
+    assert (ws.evaluator.epochs, ws.evaluator.strategy_every, ws.evaluator.strategy_batch) == (150, 50, 600)

@@ -75,8 +75,12 @@ class PlantedEvaluator(Evaluator[G]):
         total += self.interaction * sum(self.pair[i, a, b] for i, (a, b) in enumerate(zip(tokens, tokens[1:])))
         return float(total)
 
+    def standardised(self, genotype: G) -> float:
+        """How many standard deviations above a uniformly random architecture (no squashing, no noise)."""
+        return (self.raw(genotype) - self.center) / self.scale
+
     def score(self, genotype: G) -> float:
-        z = (self.raw(genotype) - self.center) / self.scale
+        z = self.standardised(genotype)
         if self.noise:
             key = zlib.crc32(self.space.key(genotype).encode())
             z += self.noise * np.random.default_rng([self.seed, key]).normal()

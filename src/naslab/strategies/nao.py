@@ -206,6 +206,14 @@ class NAOStrategy(Strategy[G]):
         values = [self.scored[k][1] for k in train]
         lo, span = min(values), (max(values) - min(values)) or 1.0
         tokens, targets = self._training_data(train, lo, span)
+        log.info(
+            "nao generation %d: training the model on %d architectures (%d with twins), %d held out, %d epochs",
+            self.generation,
+            len(train),
+            len(tokens),
+            len(heldout),
+            self.train_settings["epochs"],
+        )
         losses = fit(self.model, tokens, targets, seed=self.seed * 1000 + self.generation, **self.train_settings)
         self.metrics.update(losses)
         if len(heldout) >= 2:
