@@ -36,7 +36,8 @@ def play(strategy: NAOStrategy, evaluator: PlantedEvaluator, batch: int = 4, lim
 def test_sizes_follow_the_paper_fractions_of_the_budget() -> None:
     strategy = NAOStrategy(SPACE, budget=1000, iterations=3)
     assert (strategy.num_initial, strategy.top_k) == (600, 200)  # 600 + 200 + 200 = 1000 (file 000, Sec. 4.1)
-    assert (NAOStrategy(SPACE, budget=12).num_initial, NAOStrategy(SPACE, budget=12).top_k) == (7, 3)
+    default = NAOStrategy(SPACE, budget=12)  # the default run: 8 + 2 + 2, never more than the budget
+    assert (default.num_initial, default.top_k) == (8, 2)
     assert NAOStrategy(SPACE, initial_pool=5, top_k=2).num_initial == 5
     with pytest.raises(ValueError, match="budget"):
         NAOStrategy(SPACE)
@@ -92,11 +93,25 @@ def test_diagnostics_of_each_generation() -> None:
 
 def test_state_dict_resumes_mid_generation_identically() -> None:
     evaluator = PlantedEvaluator(SPACE, seed=1)
-    a = nao(initial_pool=12, top_k=4, iterations=3)
+    a = nao(
+        initial_pool=12,
+        top_k=4,
+        iterations=3,
+        batch_size=4,
+        model={"embedding": 8, "hidden": 24, "dropout": 0.5, "predictor_layers": 2},
+    )  # several shuffled batches and dropout: both must be reproduced
     first = a.ask(8)
     a.tell(first, [evaluator.score(g) for g in first])
     state = a.state_dict()
-    b = nao(initial_pool=12, top_k=4, iterations=3, seed=5)  # different seed: everything comes from the state
+    torch.manual_seed(123)  # the global RNG differs after a resume
+    b = nao(
+        initial_pool=12,
+        top_k=4,
+        iterations=3,
+        batch_size=4,
+        seed=5,
+        model={"embedding": 8, "hidden": 24, "dropout": 0.5, "predictor_layers": 2},
+    )  # another seed: everything comes from the state
     b.load_state_dict(state)
     assert play(a, evaluator) == play(b, evaluator)
     with pytest.raises(ValueError, match="resume it with the same search.num_architectures"):
@@ -105,7 +120,7 @@ def test_state_dict_resumes_mid_generation_identically() -> None:
 
 def test_search_loop_records_provenance_and_stops_when_nao_finishes(tmp_path: Path) -> None:
     logged: list[dict[str, float]] = []
-    strategy = nao(budget=40, initial_pool=10, top_k=3, iterations=3)
+    strategy = nao(budget=40, initial_pool=10, top_k=3, iterations=3, holdout_fraction=0.3)
     result = run_search(
         SPACE,
         strategy,
@@ -178,13 +193,17 @@ def test_two_seed_multirun_writes_one_results_each_and_one_wandb_group(tmp_path:
 def test_nao_with_the_shared_evaluator_is_nao_ws_and_rescores_its_pool(compose_cfg, tmp_path: Path) -> None:
     from naslab.pipeline import run
 
-    overrides = ("strategy=nao", "evaluator=shared", "debug=fast", "mode=search", "evaluator.epochs=2")
-    results = run(compose_cfg(*overrides, "search.num_architectures=6", "evaluator.strategy_steps=2"))
+    # 3 epochs of 3 steps of 2 cells: past the 3 generations of `strategy.iterations`, after which
+    # the final population keeps being re-scored (and the derivation scores all of it)
+    overrides = ("strategy=nao", "evaluator=shared", "debug=fast", "mode=search", "evaluator.epochs=3")
+    results = run(compose_cfg(*overrides, "search.num_architectures=6", "evaluator.strategy_steps=3"))
     assert results["strategy"] == "nao" and results["evaluator"] == "shared"
     records = [json.loads(line) for line in (tmp_path / "run" / "archive.jsonl").read_text().splitlines()]
-    by_epoch = {e: {r["key"].split(":", 1)[1] for r in records if r["key"].startswith(f"epoch{e}:")} for e in (0, 1)}
-    assert by_epoch[0] and by_epoch[1]
+    by_epoch = {e: {r["key"].split(":", 1)[1] for r in records if r["key"].startswith(f"epoch{e}:")} for e in range(3)}
+    assert by_epoch[0] and by_epoch[1] and by_epoch[2]
     assert by_epoch[0] & by_epoch[1]  # pool members are scored again with the newer shared weights
+    derived = [r for r in records if r["key"].startswith("derive:")]
+    assert len(derived) == 4  # the whole population of N = 4 cells (budget 6: 4 + 1 + 1)
 
 
 def test_presets_carry_the_paper_settings(compose_cfg) -> None:
@@ -204,3 +223,30 @@ def test_presets_carry_the_paper_settings(compose_cfg) -> None:
     assert population.rescore_pool and population.iterations is None and population.etas[:3] == [1, 2, 3]
     assert population.model.hparams.hidden == 64 and population.model.hparams.trade_off == 0.8
     assert (ws.evaluator.epochs, ws.evaluator.strategy_every, ws.evaluator.strategy_batch) == (150, 50, 600)
+
+
+def test_failed_trials_stay_out_of_training_and_held_out_cells_are_never_trained_on(monkeypatch) -> None:
+    import naslab.strategies.nao as nao_module
+
+    fits: list[set[str]] = []
+    real_fit = nao_module.fit
+
+    def recording_fit(model, tokens, targets, **kwargs):
+        fits.append({SPACE.key(SPACE.from_tokens(t)) for t in tokens.tolist()})
+        assert targets.min() >= 0 and targets.max() <= 1
+        return real_fit(model, tokens, targets, **kwargs)
+
+    monkeypatch.setattr(nao_module, "fit", recording_fit)
+    strategy = nao(initial_pool=40, top_k=10, iterations=3, holdout_fraction=0.2, fill_with_random=False)
+    evaluator = PlantedEvaluator(SPACE, seed=0)
+    failed: set[str] = set()
+    proposed: list = []
+    while genotypes := strategy.ask(10):
+        scores = [evaluator.score(g) for g in genotypes]
+        scores[0] = 0.0  # a NaN-loss child, scored 0 by the evaluator
+        failed.add(SPACE.key(genotypes[0]))
+        proposed += genotypes
+        strategy.tell(genotypes, scores)
+    assert len(fits) == 2
+    heldout = {SPACE.key(g) for g in proposed if strategy._held_out(SPACE.key(g))}
+    assert heldout and all(not (trained & heldout) and not (trained & failed) for trained in fits)

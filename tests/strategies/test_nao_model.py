@@ -111,6 +111,10 @@ def test_training_learns_the_planted_score_and_ascent_improves_the_true_score() 
     assert pairwise_accuracy(scores[test], model.predict_tokens(seeds).tolist()) > 0.7
     ascent = model.ascend(seeds, 10.0)
     assert ascent.predicted_after.mean() > ascent.predicted_before.mean() + 0.05
+    assert model.predict_tokens(ascent.tokens).mean() > ascent.predicted_before.mean() + 0.05  # f(E(x')) too
     decoded = [space.from_tokens(t) for t in ascent.tokens.tolist()]
     true_after = np.array([evaluator.score(g) for g in decoded])
     assert true_after.mean() > scores[test].mean() + 0.02
+    # the gain is the ascent's, not the decoder's: decoding the unmoved embedding gives the seeds back
+    unmoved = [space.from_tokens(t) for t in model.ascend(seeds, 0.0).tokens.tolist()]
+    assert np.mean([evaluator.score(g) for g in unmoved]) < true_after.mean() - 0.02

@@ -3,13 +3,14 @@ with the strategy.
 
 Each epoch, as in ENAS (Pham et al. 2018): (1) shared-weight training on the search-train split,
 one architecture per step from `strategy.sample_for_training` (the controller's sample; NAO-WS:
-a member of its pool); (2) every `strategy_every` epochs and after the last, the strategy's update: it is asked for
-architectures, each is scored on a search-valid batch with the current shared weights, and told
-the scores. Batches come from one `CombinedLoader` of the train and search-valid loaders; the
-valid batches seen during an epoch feed the strategy phase at its end. After the last epoch, M
-architectures are sampled from the strategy and scored on validation batches; the best is the
-search's result (ENAS's derivation). Any strategy works: `strategy=random evaluator=shared` is
-Random-WS, the baseline of the search-phase study (file 003).
+a member of its pool); (2) every `strategy_every` epochs and after the last, the strategy's
+update: it is asked for architectures, each is scored on a search-valid batch with the current
+shared weights, and told the scores. Batches come from one `CombinedLoader` of the train and
+search-valid loaders; the valid batches seen during an epoch feed the strategy phase at its end.
+After the last epoch, M architectures from `strategy.candidates` (ENAS: sampled from the
+controller; NAO-WS: its population) are scored on validation batches; the best is the search's
+result (ENAS's derivation). Any strategy works: `strategy=random evaluator=shared` is Random-WS,
+the baseline of the search-phase study (file 003).
 
 Scores use batch statistics in BatchNorm (the supernet is in training mode, with running
 statistics frozen), because running averages mix every architecture the supernet has trained.
@@ -299,8 +300,7 @@ class SharedEvaluator(Evaluator[G]):
             trainer.fit(module, ckpt_path=ckpt_path)
         # ENAS's derivation: sample M architectures, score them with the shared weights, keep the best.
         batches = self._valid(self.valid_batches)
-        # A strategy that has finished proposing (NAO after its iterations) offers its pool instead.
-        candidates = strategy.ask(self.derive_samples) or strategy.sample_for_training(self.derive_samples)
+        candidates = strategy.candidates(self.derive_samples)
         derived = [module.record(g, batches, "derive:", {"derive": True}) for g in candidates]
         best = max(derived, key=lambda r: r.score)
         return SearchResult(

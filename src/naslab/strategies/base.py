@@ -37,6 +37,13 @@ class Strategy(ABC, Generic[G]):
         """
         return self.ask(n)
 
+    def candidates(self, n: int) -> list[G]:
+        """The architectures a weight-sharing search scores at the end to pick its result.
+
+        ENAS samples `n` from its controller (the default: `ask`); NAO-WS offers its population.
+        """
+        return self.ask(n)
+
     def proposal_info(self, genotype: G) -> dict[str, Any]:
         """Why `genotype` was proposed (generation, predicted score, ...): stored in its archive record."""
         return {}

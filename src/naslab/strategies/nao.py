@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -62,9 +62,9 @@ class NAOStrategy(Strategy[G]):
         iterations: int | None = 3,
         rescore_pool: bool | None = None,
         eta: float = 10.0,
-        eta_growth: float = 2.0,
-        eta_step: float = 0.0,
-        max_ascent_tries: int = 10,
+        eta_growth: float = 1.0,
+        eta_step: float = 5.0,
+        max_ascent_tries: int = 20,
         fill_with_random: bool = True,
         symmetric_twins: int = 1,
         holdout_fraction: float = 0.1,
@@ -106,6 +106,7 @@ class NAOStrategy(Strategy[G]):
         self.scored: dict[str, tuple[G, float]] = {}  # the training pool: everything scored (or the population)
         self.proposals: dict[str, dict[str, Any]] = {}  # provenance of generated architectures, by key
         self.metrics: dict[str, float] = {}
+        self.known: set[str] = set()  # every architecture ever told: ascent must propose something else
         self.finished = False
 
     @property
@@ -117,15 +118,16 @@ class NAOStrategy(Strategy[G]):
     def _sizes(
         budget: int | None, initial: int | None, fraction: float, top_k: int | None, iterations: int | None
     ) -> tuple[int, int]:
-        if initial is None:
-            if budget is None:
-                raise ValueError("nao: give initial_pool, or budget (search.num_architectures) to derive it")
-            initial = max(2, round(fraction * budget))
+        rounds = max(1, (iterations or 2) - 1)  # ascent generations
         if top_k is None:
             if budget is None:
                 raise ValueError("nao: give top_k, or budget (search.num_architectures) to derive it")
-            rounds = max(1, (iterations or 2) - 1)
-            top_k = max(1, math.ceil((budget - initial) / rounds))
+            pool = initial if initial is not None else max(2, round(fraction * budget))
+            top_k = max(1, (budget - pool) // rounds)
+        if initial is None:
+            if budget is None:
+                raise ValueError("nao: give initial_pool, or budget (search.num_architectures) to derive it")
+            initial = max(2, budget - rounds * top_k)  # the rounding remainder goes to the random pool
         if initial < 1 or top_k < 1:
             raise ValueError(f"nao: initial_pool and top_k must be >= 1, got {initial} and {top_k}")
         return int(initial), int(top_k)
@@ -139,15 +141,26 @@ class NAOStrategy(Strategy[G]):
 
     def sample_for_training(self, n: int) -> list[G]:
         """NAO-WS trains shared weights on architectures drawn uniformly from the current pool."""
-        pool = [g for g, _ in self.scored.values()] if self.scored and not self.rescore_pool else self.queue
-        return [pool[int(self.rng.integers(len(pool)))] for _ in range(n)]
+        pool = self.queue if self.rescore_pool or not self.scored else [g for g, _ in self.scored.values()]
+        pool = pool or [g for g, _ in self.scored.values()]
+        return [pool[int(self.rng.integers(len(pool)))] for _ in range(n)] if pool else []
+
+    def candidates(self, n: int) -> list[G]:
+        """The final choice: the whole current population (NAO-WS), else the best `n` scored so far."""
+        if self.rescore_pool:
+            return list(self.queue[:n])
+        ranked = sorted(self.scored.values(), key=lambda item: item[1], reverse=True)
+        return [g for g, _ in ranked[:n]]
 
     def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
+        if not genotypes:
+            return
         for genotype, score in zip(genotypes, scores):
             key = self.space.key(genotype)
             self.told[key] = float(score)
             if not self.rescore_pool:
                 self.scored.setdefault(key, (genotype, float(score)))
+            self.known.add(key)
         if self.cursor >= len(self.queue) and len(self.told) >= len({self.space.key(g) for g in self.queue}):
             self._end_generation()
 
@@ -166,6 +179,9 @@ class NAOStrategy(Strategy[G]):
             self.scored = {self.space.key(g): (g, self.told[self.space.key(g)]) for g in self.queue}
         self.told, self.cursor = {}, 0
         done = self.iterations is not None and self.generation + 1 >= self.iterations
+        if self.rescore_pool and done:
+            self.queue = [g for g, _ in self.scored.values()]  # the final population: re-scored, never replaced
+            return
         # Stand-alone: once the budget is spent, training the model again would be wasted work.
         done = done or (not self.rescore_pool and self.budget is not None and len(self.scored) >= self.budget)
         if done:
@@ -184,6 +200,11 @@ class NAOStrategy(Strategy[G]):
             if not self.rescore_pool:
                 self.finished = True
 
+    def _held_out(self, key: str) -> bool:
+        """A fixed split by architecture: a held-out architecture is never trained on, in any generation
+        (the model is warm-started, so a fresh split per generation would test on training data)."""
+        return zlib.crc32(f"{self.seed}:{key}".encode()) % 10_000 < self.holdout_fraction * 10_000
+
     def _training_data(self, keys: Sequence[str], lo: float, span: float) -> tuple[torch.Tensor, torch.Tensor]:
         tokens, targets = [], []
         for key in keys:
@@ -198,11 +219,12 @@ class NAOStrategy(Strategy[G]):
 
     def _train_model(self) -> tuple[float, float]:
         """Fits the model on the pool minus a held-out slice; returns the normalisation (lo, span)."""
-        keys = list(self.scored)
-        order = self.rng.permutation(len(keys))
-        held = max(2, int(self.holdout_fraction * len(keys))) if len(keys) >= 10 and self.holdout_fraction > 0 else 0
-        heldout = [keys[i] for i in order[:held]]
-        train = [keys[i] for i in order[held:]]
+        # Failed trials are scored 0 by the evaluators: they would stretch the min-max normalisation.
+        keys = [k for k, (_, score) in self.scored.items() if np.isfinite(score) and score > 0]
+        heldout = [k for k in keys if self._held_out(k)]
+        if len(heldout) < 2 or len(heldout) > len(keys) // 2:
+            heldout = []  # too few to rank, or the pool is too small to spare them
+        train = [k for k in keys if k not in set(heldout)]
         values = [self.scored[k][1] for k in train]
         lo, span = min(values), (max(values) - min(values)) or 1.0
         tokens, targets = self._training_data(train, lo, span)
@@ -230,7 +252,7 @@ class NAOStrategy(Strategy[G]):
         ranked = sorted(self.scored.values(), key=lambda item: item[1], reverse=True)
         seeds = ranked[: self.top_k]
         seed_tokens = torch.tensor([self.space.to_tokens(g) for g, _ in seeds], dtype=torch.long)
-        known = set(self.scored) | {self.space.key(g) for g in self.queue}
+        known = set(self.known) | set(self.scored) | {self.space.key(g) for g in self.queue}
         # A population keeps its size: at most all of its members are replaced.
         num_new = min(self.num_new, len(self.scored)) if self.rescore_pool else self.num_new
         new: list[G] = []
@@ -241,6 +263,7 @@ class NAOStrategy(Strategy[G]):
             if len(new) >= num_new or not waiting:
                 break
             ascent = self.model.ascend(seed_tokens[waiting], eta)
+            decoded_predicted = self.model.predict_tokens(ascent.tokens)  # f(E(x')), as in Fig. 2b
             still = []
             for row, i in enumerate(waiting):
                 genotype = self.space.from_tokens(ascent.tokens[row].tolist())
@@ -258,7 +281,8 @@ class NAOStrategy(Strategy[G]):
                     "seed": self.space.describe(seeds[i][0]),
                     "seed_score": seeds[i][1],
                     "seed_predicted": lo + span * float(ascent.predicted_before[row]),
-                    "predicted": lo + span * float(ascent.predicted_after[row]),
+                    "predicted_embedding": lo + span * float(ascent.predicted_after[row]),  # f(e') before decoding
+                    "predicted": lo + span * float(decoded_predicted[row]),
                 }
             # more new architectures than seeds (NAO-WS): every seed keeps ascending
             waiting = still if num_new <= len(seeds) else list(range(len(seeds)))
@@ -296,11 +320,12 @@ class NAOStrategy(Strategy[G]):
 
     def _measure_proposals(self) -> None:
         """Predicted vs measured score of the architectures that gradient ascent proposed."""
-        pairs = [
-            (self.proposals[k]["predicted"], s)
-            for k, s in self.told.items()
-            if "predicted" in self.proposals.get(k, {})
-        ]
+        this_generation = {  # survivors proposed in older generations do not count again
+            k: info
+            for k, info in self.proposals.items()
+            if "predicted" in info and info["generation"] == self.generation
+        }
+        pairs = [(this_generation[k]["predicted"], s) for k, s in self.told.items() if k in this_generation]
         if self.generation == 0 or not pairs:
             return
         predicted, measured = zip(*pairs)
@@ -323,6 +348,8 @@ class NAOStrategy(Strategy[G]):
                 "proposals": self.proposals,
                 "finished": self.finished,
                 "sizes": [self.budget, self.num_initial, self.top_k, self.num_new, self.iterations],
+                "seed": self.seed,
+                "known": sorted(self.known),
             }
         )
 
@@ -341,6 +368,7 @@ class NAOStrategy(Strategy[G]):
         self.told = dict(state["told"])
         self.scored = {k: (from_dict(d), s) for k, d, s in state["scored"]}
         self.proposals = copy.deepcopy(state["proposals"])
+        self.seed, self.known = state["seed"], set(state["known"])
 
     # --- helpers -----------------------------------------------------------------------------------
     def _random_pool(self, n: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[G]:

@@ -235,7 +235,9 @@ def fit(
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    with quiet_lightning():
+    # Own RNG stream (dropout, shuffling): identical training whatever ran before, e.g. after a resume.
+    with torch.random.fork_rng(devices=[]), quiet_lightning():
+        torch.manual_seed(seed)
         trainer = L.Trainer(
             max_epochs=epochs,
             accelerator=accelerator,
