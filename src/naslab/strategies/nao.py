@@ -64,7 +64,7 @@ class NAOStrategy(Strategy[G]):
         eta: float = 10.0,
         eta_growth: float = 1.0,
         eta_step: float = 5.0,
-        max_ascent_tries: int = 20,
+        max_ascent_tries: int = 200,
         fill_with_random: bool = True,
         symmetric_twins: int = 1,
         holdout_fraction: float = 0.1,
