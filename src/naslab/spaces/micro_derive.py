@@ -1,0 +1,59 @@
+"""DARTS' derivation: a discrete micro genotype from the architecture weights of a mixed-op cell.
+
+For every intermediate node, DARTS (Liu et al. 2019, Sec. 2.4) keeps the two incoming edges whose
+strongest non-zero op has the largest softmax weight, and on each kept edge that op. The zero op
+`none` is never chosen: it only says how strongly an edge should be absent.
+
+Edges are ordered node by node, and for node k (0-based) its inputs 0..k+1 (the two cell inputs,
+then the earlier nodes): 2 + 3 + 4 + 5 = 14 edges for DARTS' 4 nodes. `alphas` has one row per edge
+and one column per op of `ops` (the supernet's op list, `none` included).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from naslab.spaces.micro import MicroSpace
+from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, GenotypeError, MicroGenotype
+
+ZERO_OP = "none"
+
+
+def micro_edges(num_nodes: int) -> list[tuple[int, int]]:
+    """(node, input) of every edge of a cell with `num_nodes` intermediate nodes, in alpha row order."""
+    return [(k, j) for k in range(num_nodes) for j in range(k + NUM_CELL_INPUTS)]
+
+
+def derive_cell_tokens(alphas: torch.Tensor, ops: Sequence[str], space: MicroSpace) -> list[int]:
+    """The space tokens [input, op, input, op] per node of one cell, chosen from its alphas."""
+    edges = micro_edges(space.num_nodes)
+    if tuple(alphas.shape) != (len(edges), len(ops)):
+        raise GenotypeError(
+            f"alphas of shape {tuple(alphas.shape)}; {space.num_nodes} nodes over {len(ops)} ops need "
+            f"{(len(edges), len(ops))}"
+        )
+    candidates = [i for i, op in enumerate(ops) if op != ZERO_OP]
+    missing = [ops[i] for i in candidates if ops[i] not in space.ops]
+    if missing:
+        raise GenotypeError(f"alpha ops {missing} are not in {space!r}")
+    weights = torch.softmax(alphas.detach().float(), dim=-1)[:, candidates]
+    strength, best = weights.max(dim=-1)  # strongest non-zero op per edge
+    tokens: list[int] = []
+    start = 0
+    for k in range(space.num_nodes):
+        rows = range(start, start + k + NUM_CELL_INPUTS)
+        kept = sorted(rows, key=lambda r: float(strength[r]), reverse=True)[:2]
+        for row in sorted(kept, key=lambda r: edges[r][1]):  # by input index: a stable, readable order
+            tokens += [edges[row][1], space.ops.index(ops[candidates[int(best[row])]])]
+        start += len(rows)
+    return tokens
+
+
+def derive_micro_genotype(
+    space: MicroSpace, normal: torch.Tensor, reduce: torch.Tensor, ops: Sequence[str] | None = None
+) -> MicroGenotype:
+    """The DARTS genotype of a normal and a reduction cell's alphas (ops default to the space's)."""
+    ops = tuple(ops or space.ops)
+    return space.from_tokens(derive_cell_tokens(normal, ops, space) + derive_cell_tokens(reduce, ops, space))
