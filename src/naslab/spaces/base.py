@@ -16,6 +16,8 @@ from typing import Any, Generic, Iterator, Sequence, TypeVar
 import numpy as np
 from torch import nn
 
+from naslab.spaces.micro_genotype import GenotypeError
+
 G = TypeVar("G")
 
 
@@ -74,6 +76,15 @@ class Space(ABC, Generic[G]):
     @abstractmethod
     def from_tokens(self, tokens: Sequence[int]) -> G:
         """The genotype of a decision sequence (inverse of to_tokens)."""
+
+    def check_tokens(self, tokens: Sequence[int]) -> None:
+        """Raises a one-line GenotypeError unless `tokens` fits the token table (from_tokens' guard)."""
+        choices = self.token_choices()
+        if len(tokens) != len(choices):
+            raise GenotypeError(f"expected {len(choices)} tokens for {self!r}, got {len(tokens)}")
+        for i, (t, n) in enumerate(zip(tokens, choices)):
+            if not 0 <= int(t) < n:
+                raise GenotypeError(f"token {i} is {t}; valid tokens at this position are 0..{n - 1}")
 
     def canonical(self, genotype: G) -> G:
         """One fixed representative of `genotype`'s symmetry class (for de-duplication)."""

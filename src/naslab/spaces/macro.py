@@ -192,12 +192,7 @@ class MacroSpace(Space[MacroGenotype]):
         return tuple(tokens)
 
     def from_tokens(self, tokens: Sequence[int]) -> MacroGenotype:
-        choices = self.token_choices()
-        if len(tokens) != len(choices):
-            raise GenotypeError(f"expected {len(choices)} tokens for {self!r}, got {len(tokens)}")
-        for k, (t, n) in enumerate(zip(tokens, choices)):
-            if not 0 <= int(t) < n:
-                raise GenotypeError(f"token {k} is {t}; valid tokens at this position are 0..{n - 1}")
+        self.check_tokens(tokens)
         layers = []
         k = 0
         for i in range(self.num_layers):

@@ -102,12 +102,7 @@ class MicroSpace(Space[MicroGenotype]):
         return tuple(tokens)
 
     def from_tokens(self, tokens: Sequence[int]) -> MicroGenotype:
-        choices = self.token_choices()
-        if len(tokens) != len(choices):
-            raise GenotypeError(f"expected {len(choices)} tokens for {self!r}, got {len(tokens)}")
-        for i, (t, n) in enumerate(zip(tokens, choices)):
-            if not 0 <= int(t) < n:
-                raise GenotypeError(f"token {i} is {t}; valid tokens at this position are 0..{n - 1}")
+        self.check_tokens(tokens)
         per_cell = self.num_nodes * TOKENS_PER_NODE
         cells = []
         for c in range(len(CELL_NAMES)):
