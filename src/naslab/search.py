@@ -39,11 +39,6 @@ class SearchResult(Generic[G]):
     archive: Archive
 
 
-def genotype_key(space: Space[G], genotype: G) -> str:
-    """Identity of an architecture up to the space's symmetries (the archive's key)."""
-    return space.key(genotype)
-
-
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -108,9 +103,11 @@ def run_search(
                 break
             records: dict[str, ArchiveRecord] = {}
             fresh: dict[str, G] = {}  # distinct architectures of this batch not yet in the archive
+            batch_keys = []  # the archive key (space.key: identity up to symmetries) of each proposal
             for genotype in genotypes:
                 space.validate(genotype)
-                key = genotype_key(space, genotype)
+                key = space.key(genotype)
+                batch_keys.append(key)
                 record = archive.get(key)
                 if record is not None:
                     records[key] = record
@@ -135,7 +132,7 @@ def run_search(
                     }
                     log_metrics(metrics, record.index)
                 progress.update(bar, completed=len(archive), best=max(best_so_far, 0.0))
-            strategy.tell(genotypes, [records[genotype_key(space, g)].score for g in genotypes])
+            strategy.tell(genotypes, [records[key].score for key in batch_keys])
             strategy_metrics = strategy.pop_metrics()
             if strategy_metrics and log_metrics is not None:
                 log_metrics({f"strategy/{k}": v for k, v in strategy_metrics.items()}, len(archive))

@@ -34,7 +34,7 @@ from torch import nn
 from naslab.archive import Archive, ArchiveRecord
 from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.loggers import quiet_lightning
-from naslab.search import SearchResult, genotype_key
+from naslab.search import SearchResult
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import Strategy
 
@@ -153,7 +153,7 @@ class SharedWeightsSearch(L.LightningModule):
     def record(self, genotype: Any, batches: Sequence[Batch], prefix: str, extra: dict[str, Any]) -> ArchiveRecord:
         """Scores `genotype` and archives it, or returns the archived record (a resumed epoch)."""
         self.space.validate(genotype)
-        key = prefix + genotype_key(self.space, genotype)
+        key = prefix + self.space.key(genotype)
         record = self.archive.get(key)
         if record is not None:
             return record
