@@ -107,7 +107,14 @@ class NAOStrategy(Strategy[G]):
         self.proposals: dict[str, dict[str, Any]] = {}  # provenance of generated architectures, by key
         self.metrics: dict[str, float] = {}
         self.known: set[str] = set()  # every architecture ever told: ascent must propose something else
-        self.finished = False
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to propose: Alg. 1 ran its generations, spent its budget or found nothing new.
+
+        A population (NAO-WS) never runs dry: its queue is always the population to re-score.
+        """
+        return not self.queue
 
     @property
     def rescore_pool(self) -> bool:
@@ -141,8 +148,8 @@ class NAOStrategy(Strategy[G]):
 
     def sample_for_training(self, n: int) -> list[G]:
         """NAO-WS trains shared weights on architectures drawn uniformly from the current pool."""
-        pool = self.queue if self.rescore_pool or not self.scored else [g for g, _ in self.scored.values()]
-        pool = pool or [g for g, _ in self.scored.values()]
+        scored = [g for g, _ in self.scored.values()]
+        pool = (self.queue or scored) if self.rescore_pool else (scored or self.queue)
         return [pool[int(self.rng.integers(len(pool)))] for _ in range(n)] if pool else []
 
     def candidates(self, n: int) -> list[G]:
@@ -161,7 +168,8 @@ class NAOStrategy(Strategy[G]):
             if not self.rescore_pool:
                 self.scored.setdefault(key, (genotype, float(score)))
             self.known.add(key)
-        if self.cursor >= len(self.queue) and len(self.told) >= len({self.space.key(g) for g in self.queue}):
+        # the queue holds distinct architectures, so counting the told ones says when all are in
+        if self.cursor >= len(self.queue) and len(self.told) >= len(self.queue):
             self._end_generation()
 
     def proposal_info(self, genotype: G) -> dict[str, Any]:
@@ -176,7 +184,8 @@ class NAOStrategy(Strategy[G]):
     def _end_generation(self) -> None:
         self._measure_proposals()
         if self.rescore_pool:
-            self.scored = {self.space.key(g): (g, self.told[self.space.key(g)]) for g in self.queue}
+            keys = [self.space.key(g) for g in self.queue]
+            self.scored = {k: (g, self.told[k]) for k, g in zip(keys, self.queue)}
         self.told, self.cursor = {}, 0
         done = self.iterations is not None and self.generation + 1 >= self.iterations
         if self.rescore_pool and done:
@@ -185,7 +194,7 @@ class NAOStrategy(Strategy[G]):
         # Stand-alone: once the budget is spent, training the model again would be wasted work.
         done = done or (not self.rescore_pool and self.budget is not None and len(self.scored) >= self.budget)
         if done:
-            self.queue, self.finished = [], True
+            self.queue = []
             return
         self.generation += 1
         new = self._generate()
@@ -195,10 +204,8 @@ class NAOStrategy(Strategy[G]):
             self.queue = keep + new
         else:
             self.queue = new
-        if not new:
+        if not new:  # stand-alone: the queue is empty, so the search ends here
             log.warning("nao: gradient ascent found no new architecture in generation %d", self.generation)
-            if not self.rescore_pool:
-                self.finished = True
 
     def _held_out(self, key: str) -> bool:
         """A fixed split by architecture: a held-out architecture is never trained on, in any generation
@@ -252,7 +259,7 @@ class NAOStrategy(Strategy[G]):
         ranked = sorted(self.scored.values(), key=lambda item: item[1], reverse=True)
         seeds = ranked[: self.top_k]
         seed_tokens = torch.tensor([self.space.to_tokens(g) for g, _ in seeds], dtype=torch.long)
-        known = set(self.known) | set(self.scored) | {self.space.key(g) for g in self.queue}
+        known = set(self.known)  # everything scored or queued so far has been told
         # A population keeps its size: at most all of its members are replaced.
         num_new = min(self.num_new, len(self.scored)) if self.rescore_pool else self.num_new
         new: list[G] = []
@@ -346,7 +353,6 @@ class NAOStrategy(Strategy[G]):
                 "told": self.told,
                 "scored": [(k, to_dict(g), s) for k, (g, s) in self.scored.items()],
                 "proposals": self.proposals,
-                "finished": self.finished,
                 "sizes": [self.budget, self.num_initial, self.top_k, self.num_new, self.iterations],
                 "seed": self.seed,
                 "known": sorted(self.known),
@@ -363,7 +369,7 @@ class NAOStrategy(Strategy[G]):
         from_dict = self.space.genotype_from_dict
         self.model.load_state_dict(state["model"])
         self.rng.bit_generator.state = state["rng"]
-        self.generation, self.cursor, self.finished = state["generation"], state["cursor"], state["finished"]
+        self.generation, self.cursor = state["generation"], state["cursor"]
         self.queue = [from_dict(d) for d in state["queue"]]
         self.told = dict(state["told"])
         self.scored = {k: (from_dict(d), s) for k, d, s in state["scored"]}
