@@ -28,10 +28,14 @@ def fake_data_for(dataset: str, data_dir: Path) -> None:
         write_imagefolder(data_dir, classes=1000, train=1, val=1)
 
 
+def probe_fast_epochs(preset: str) -> int:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return int(compose(config_name="config", overrides=[f"experiment={preset}", "debug=fast"]).strategy.epochs)
+
+
 def test_presets_exist() -> None:
-    assert {"random_digits", "random_fashion_mnist", "random_cifar10", "darts_v2_cifar10", "darts_v2_imagenet"} <= set(
-        PRESETS
-    )
+    expected = {"random_digits", "random_fashion_mnist", "random_cifar10", "darts_v2_cifar10", "darts_v2_imagenet"}
+    assert expected | {"darts_v1", "darts_v2"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -54,7 +58,9 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
     if probe.mode in ("train", "search_train"):
         assert results["final"]["test_accuracy"] is not None
     if probe.mode in ("search", "search_train"):
-        if results["evaluator"] == "standalone":
+        if results["strategy"] == "darts":  # one derivation per search epoch; no evaluator
+            assert results["evaluator"] is None and results["search"]["num_evaluated"] == probe_fast_epochs(preset)
+        elif results["evaluator"] == "standalone":
             assert results["search"]["num_evaluated"] == 2  # debug=fast: two architectures
         else:  # weight sharing also archives every strategy-phase score, then 2 derived architectures
             assert results["search"]["num_evaluated"] > 2

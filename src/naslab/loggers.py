@@ -114,3 +114,6 @@ def filter_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # DARTS steps its cosine schedule at each epoch's start (so a resumed run gets the right rate);
+    # in a resumed process that step comes before the first optimizer step, which torch flags.
+    warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`.*")

@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from naslab.analysis.prediction_plot import plot_predicted_vs_measured
@@ -30,6 +30,7 @@ from naslab.loggers import (
 from naslab.search import run_search
 from naslab.spaces.base import Space, Task
 from naslab.spaces.published import load_genotype_data
+from naslab.strategies.base import GradientStrategy
 from naslab.summary import network_size
 from naslab.train.final import train_final
 
@@ -55,6 +56,11 @@ def _load_genotype(cfg: DictConfig, space: Space[Any]) -> Any:
     return space.genotype_from_dict(data)
 
 
+def owns_supernet(cfg: DictConfig) -> bool:
+    """Whether `cfg.strategy` searches by gradient with its own supernet (DARTS): no evaluator then."""
+    return issubclass(get_class(str(cfg.strategy._target_)), GradientStrategy)
+
+
 def run_group(cfg: DictConfig) -> str:
     """The W&B group of a run: runs that differ only in their seed share it, so W&B aggregates them.
 
@@ -67,7 +73,7 @@ def run_group(cfg: DictConfig) -> str:
     names = [str(cfg.dataset.name)]
     for key in ("space", "strategy", "evaluator"):
         names.append(str(choices.get(key) or cfg[key]._target_.rsplit(".", 1)[-1]))
-    group = f"{names[0]}/{names[1]}/{names[2]}+{names[3]}"
+    group = f"{names[0]}/{names[1]}/{names[2]}" + ("" if owns_supernet(cfg) else f"+{names[3]}")
     experiment = choices.get("experiment")
     return f"{experiment}:{group}" if experiment else group
 
@@ -161,32 +167,20 @@ def _search(
     datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
     task = _task(cfg, datamodule_factory())
     strategy = instantiate(cfg.strategy, space=space)
-    evaluator = instantiate(
-        cfg.evaluator, space=space, task=task, datamodule_factory=datamodule_factory, trainer_factory=trainer_factory
-    )
-    results["strategy"], results["evaluator"] = strategy.name, evaluator.name
-    metrics_fn = (lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None
-    try:
-        if hasattr(evaluator, "search"):  # weight sharing: the evaluator alternates training and strategy updates
-            outcome = evaluator.search(strategy, run_dir, resume=bool(cfg.resume), log_metrics=metrics_fn)
-        else:
-            outcome = run_search(
-                space,
-                strategy,
-                evaluator,
-                run_dir,
-                num_architectures=cfg.search.num_architectures,
-                batch_size=cfg.search.batch_size,
-                seed=int(cfg.seed),
-                resume=bool(cfg.resume),
-                log_metrics=metrics_fn,
-            )
-    finally:
-        evaluator.close()  # process pools and Ray instances end with the search
+    results["strategy"] = strategy.name
+    if isinstance(strategy, GradientStrategy):  # DARTS: its own supernet stands in for the evaluator
+        log.info("strategy=%s trains its own supernet; evaluator=%s is not used", strategy.name, cfg.evaluator._target_)
+        outcome = strategy.search(
+            task, datamodule_factory, trainer_factory, run_dir, resume=bool(cfg.resume), logger=logger
+        )
+        method, xlabel = strategy.name, "search epoch (one derived genotype each)"
+    else:
+        outcome, results["evaluator"] = _ask_tell_search(
+            cfg, space, strategy, task, datamodule_factory, trainer_factory, run_dir, logger
+        )
+        method, xlabel = f"{strategy.name} + {results['evaluator']}", "architectures evaluated"
     curve = plot_search_curve(
-        outcome.archive.records,
-        run_dir / "search_curve.png",
-        f"{strategy.name} + {evaluator.name} on {cfg.dataset.name}",
+        outcome.archive.records, run_dir / "search_curve.png", f"{method} on {cfg.dataset.name}", xlabel
     )
     scatter = plot_predicted_vs_measured(outcome.archive.records, run_dir / "predicted_vs_measured.png", strategy.name)
     log_images(logger, "search", [curve] + ([scatter] if scatter else []))
@@ -205,6 +199,41 @@ def _search(
         outcome.wall_seconds,
     )
     return outcome.best_genotype
+
+
+def _ask_tell_search(
+    cfg: DictConfig,
+    space: Space[Any],
+    strategy: Any,
+    task: Task,
+    datamodule_factory: Any,
+    trainer_factory: Any,
+    run_dir: Path,
+    logger: Any,
+) -> tuple[Any, str]:
+    """The search of an ask/tell strategy with its evaluator; returns (SearchResult, evaluator name)."""
+    evaluator = instantiate(
+        cfg.evaluator, space=space, task=task, datamodule_factory=datamodule_factory, trainer_factory=trainer_factory
+    )
+    metrics_fn = (lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None
+    try:
+        if hasattr(evaluator, "search"):  # weight sharing: the evaluator alternates training and strategy updates
+            outcome = evaluator.search(strategy, run_dir, resume=bool(cfg.resume), log_metrics=metrics_fn)
+        else:
+            outcome = run_search(
+                space,
+                strategy,
+                evaluator,
+                run_dir,
+                num_architectures=cfg.search.num_architectures,
+                batch_size=cfg.search.batch_size,
+                seed=int(cfg.seed),
+                resume=bool(cfg.resume),
+                log_metrics=metrics_fn,
+            )
+    finally:
+        evaluator.close()  # process pools and Ray instances end with the search
+    return outcome, evaluator.name
 
 
 def _summary(cfg: DictConfig, space: Space[Any], genotype: Any) -> dict[str, Any]:

@@ -282,3 +282,30 @@ def test_cutout_zeroes_one_clipped_square():
     a = Cutout(8)(torch.ones(1, 16, 16))
     torch.manual_seed(1)
     assert torch.equal(a, Cutout(8)(torch.ones(1, 16, 16)))
+
+
+def test_epoch_shuffle_depends_only_on_seed_and_epoch() -> None:
+    """What makes a resumed training loop draw the batches the uninterrupted one drew."""
+    from naslab.data.base import EpochShuffleSampler
+
+    sampler = EpochShuffleSampler(50, seed=2**64 - 1)  # any 64-bit torch seed, no overflow
+    first = list(sampler)
+    assert sorted(first) == list(range(50))
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert second != first and sorted(second) == list(range(50))
+    fresh = EpochShuffleSampler(50, seed=2**64 - 1)  # a new process resuming at epoch 1
+    fresh.set_epoch(1)
+    assert list(fresh) == second
+    assert list(EpochShuffleSampler(50, seed=3)) != first
+
+
+def test_scoring_on_search_valid_leaves_the_global_rng_alone() -> None:
+    """A pass over an unaugmented loader must not move the RNG that training's augmentation draws from."""
+    dm = DigitsDataModule(batch_size=64, search_valid_size=0.2)
+    dm.setup()
+    state = torch.get_rng_state()
+    for _ in range(2):
+        for _ in dm.val_dataloader():
+            pass
+    assert torch.equal(torch.get_rng_state(), state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from naslab.strategies.darts_architect import (
@@ -58,3 +59,23 @@ def test_second_order_gradient_matches_the_exact_unrolled_gradient() -> None:
     assert torch.allclose(approx, exact, rtol=1e-4, atol=1e-8), (approx, exact)
     (first,) = first_order_alpha_gradients(alphas, valid)
     assert not torch.allclose(first, exact, rtol=1e-3)  # the unrolled term matters here
+
+
+def test_finite_difference_step_is_r_over_the_vector_norm(monkeypatch) -> None:
+    """DARTS' eps = 0.01 / ||v||: the weights move by +eps v, then -2 eps v (and are restored)."""
+    import naslab.strategies.darts_architect as architect
+
+    weights, alphas, train, _, _, _ = small_problem()
+    vector = [3.0 * torch.ones_like(weights[0])]  # ||v|| = 3 * sqrt(60)
+    scales: list[float] = []
+    original = architect._axpy
+
+    def spy(tensors, direction, scale):
+        scales.append(scale)
+        return original(tensors, direction, scale)
+
+    monkeypatch.setattr(architect, "_axpy", spy)
+    finite_difference_hvp(weights, alphas, train, vector, r=0.01)
+    eps = 0.01 / (3.0 * 60**0.5)
+    assert len(scales) == 2
+    assert scales[0] == pytest.approx(eps, rel=1e-12) and scales[1] == pytest.approx(-2 * eps, rel=1e-12)

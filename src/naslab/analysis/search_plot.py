@@ -15,8 +15,16 @@ from matplotlib.figure import Figure
 from naslab.archive import ArchiveRecord
 
 
-def plot_search_curve(records: Sequence[ArchiveRecord], path: str | Path, title: str = "search") -> Path:
-    """Writes a PNG of scores (dots; failed trials as red crosses) and the best-so-far line."""
+def plot_search_curve(
+    records: Sequence[ArchiveRecord],
+    path: str | Path,
+    title: str = "search",
+    xlabel: str = "architectures evaluated",
+) -> Path:
+    """Writes a PNG of scores (dots; failed trials as red crosses) and the best-so-far line.
+
+    DARTS archives one derivation per epoch, so its curve is drawn against search epochs (`xlabel`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(6.4, 3.6), dpi=120)
@@ -36,7 +44,7 @@ def plot_search_curve(records: Sequence[ArchiveRecord], path: str | Path, title:
     steps = [(i, b) for i, b in enumerate(curve) if b is not None]
     if steps:
         ax.step(*zip(*steps), where="post", color="tab:orange", label="best so far")
-    ax.set_xlabel("architectures evaluated")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("validation score")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -13,17 +13,39 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 log = logging.getLogger(__name__)
 
 PHASES = ("search", "final")
 # The test-set cap must not depend on split_seed (the test set is the same for every seed).
 _TEST_CAP_SEED = 0
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order that depends only on (seed, epoch): a run resumed at epoch e sees the same order.
+
+    Lightning calls `set_epoch` at the start of every epoch (as for DistributedSampler), so a
+    training loop restarted from a checkpoint draws exactly the batches the uninterrupted one drew,
+    which a sampler with one running generator cannot do.
+    """
+
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class MissingDataError(FileNotFoundError):
@@ -208,21 +230,36 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(_TEST_CAP_SEED))
         return Subset(dataset, sorted(perm[:cap].tolist()))
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        generator = None
-        if shuffle:
-            # Derived from torch's global seed so lightning.seed_everything fixes the order.
-            generator = torch.Generator().manual_seed(torch.initial_seed())
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, stream: int = 0) -> DataLoader:
+        # The order derives from torch's global seed (lightning.seed_everything fixes it), the epoch
+        # and `stream`, so two shuffled loaders of one run do not share a permutation.
+        seed = torch.initial_seed() + stream
+        sampler = EpochShuffleSampler(len(dataset), seed) if shuffle else None  # type: ignore[arg-type]
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=False,
             persistent_workers=self.num_workers > 0,
-            generator=generator,
+            # Without its own generator, every pass over a loader draws a worker base seed from the
+            # global RNG: scoring on search-valid would then change the augmentation of later training.
+            generator=torch.Generator().manual_seed(seed % 2**63),
         )
+
+    def shuffled_valid_dataloader(self) -> DataLoader:
+        """search-valid as training data: train transform, random order, the training batch size.
+
+        DARTS' architecture steps draw their batches from the held-out half exactly as the weight
+        steps draw from the other half (the authors' code augments both); scoring architectures
+        uses the unshuffled, unaugmented `val_dataloader`.
+        """
+        self._require_setup()
+        if self.valid_set is None or not isinstance(self.train_set, Subset):
+            raise RuntimeError("the shuffled search-valid loader exists only in the search phase")
+        augmented = Subset(self.train_set.dataset, self.valid_indices)  # same images, train transform
+        return self._loader(augmented, self.batch_size, shuffle=True, stream=1)
 
     def _require_setup(self) -> None:
         if self.train_set is None:

@@ -11,9 +11,10 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Iterator, Sequence, TypeVar
+from typing import Any, Generic, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
+import torch
 from torch import nn
 
 from naslab.spaces.micro_genotype import GenotypeError
@@ -121,6 +122,18 @@ class Space(ABC, Generic[G]):
     def build_supernet(self, task: Task, **network: Any) -> nn.Module:
         """The weight-sharing network of the whole space: `forward(x, genotype)` runs one path."""
         raise NotImplementedError(f"space '{self.name}' has no weight-sharing supernet")
+
+    def build_mixed_supernet(self, task: Task, **network: Any) -> nn.Module:
+        """DARTS' continuous relaxation: every decision a softmax-weighted mixture (`ops.mixed`).
+
+        Returns a `MixedSupernet`: `forward(x, weights)` with one weight matrix per name of its
+        `alpha_shapes`; `derive` turns matching alphas back into a genotype.
+        """
+        raise NotImplementedError(f"space '{self.name}' has no mixed-op supernet, so strategy=darts cannot search it")
+
+    def derive(self, alphas: Mapping[str, torch.Tensor]) -> G:
+        """The discrete genotype that the architecture weights of `build_mixed_supernet` select."""
+        raise NotImplementedError(f"space '{self.name}' cannot derive a genotype from architecture weights")
 
     def draw(self, genotype: G, out_dir: Path) -> list[Path]:
         """Pictures of the architecture; spaces without a picture return []."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from naslab.ops.cnn import OPS
@@ -203,6 +204,42 @@ class MicroSpace(Space[MicroGenotype]):
         return MicroSupernet(
             self.num_nodes, self.ops, task.num_classes, task.input_shape[0], channels, cells_per_stage, task.stem
         )
+
+    def build_mixed_supernet(
+        self, task: Task, channels: int = 16, cells_per_stage: int = 2, stem_multiplier: int = 3, **_: Any
+    ) -> nn.Module:
+        """DARTS' search network (default: C=16, 8 cells) over this space's ops and node count.
+
+        The relaxation concatenates every node, so only a space that does the same (concat=all)
+        derives the network it searched.
+        """
+        from naslab.spaces.micro_mixed import MicroMixedSupernet
+
+        if self.concat_rule != "all":
+            raise ValueError(
+                f"a mixed-op supernet concatenates every node, but {self!r} concatenates unused nodes only; "
+                "use space=micro_darts or space.concat=all"
+            )
+
+        return MicroMixedSupernet(
+            self.num_nodes,
+            self.ops,
+            task.num_classes,
+            task.input_shape[0],
+            channels,
+            cells_per_stage,
+            task.stem,
+            stem_multiplier,
+        )
+
+    def derive(self, alphas: Mapping[str, torch.Tensor]) -> MicroGenotype:
+        """DARTS' rule: per node the two strongest edges, each with its strongest non-`none` op."""
+        from naslab.spaces.micro_derive import derive_micro_genotype
+
+        missing = [kind for kind in CELL_NAMES if kind not in alphas]
+        if missing:
+            raise GenotypeError(f"micro alphas need entries {list(CELL_NAMES)}; missing {missing}")
+        return derive_micro_genotype(self, alphas["normal"], alphas["reduce"])
 
     def draw(self, genotype: MicroGenotype, out_dir: Path) -> list[Path]:
         from naslab.analysis.cell_plot import draw_genotype

@@ -8,9 +8,12 @@ search resumes exactly where it stopped.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Generic, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Sequence, TypeVar
 
 from naslab.spaces.base import Space
+
+if TYPE_CHECKING:  # search.py imports this module
+    from naslab.search import SearchResult
 
 G = TypeVar("G")
 
@@ -63,3 +66,30 @@ class Strategy(ABC, Generic[G]):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores `state_dict`."""
+
+
+class GradientStrategy(ABC, Generic[G]):
+    """A strategy that owns a continuous relaxation of the space and searches it by gradient (DARTS).
+
+    It has no ask / tell: it trains its own supernet and derives genotypes from its architecture
+    parameters, so the pipeline hands it the data and the Trainer factory instead of an evaluator.
+    Each derivation it makes is archived like an evaluated architecture (score: the supernet's
+    validation accuracy when it was derived), so search curves and resume work as for the others.
+    """
+
+    name: str = "gradient"
+
+    def __init__(self, space: Space[G]):
+        self.space = space
+
+    @abstractmethod
+    def search(
+        self,
+        task: Any,
+        datamodule_factory: Any,
+        trainer_factory: Any,
+        run_dir: Any,
+        resume: bool = False,
+        logger: Any = None,
+    ) -> SearchResult[G]:
+        """Runs the search in `run_dir`: the derivations in its archive, the chosen genotype as best."""

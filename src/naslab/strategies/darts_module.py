@@ -1,0 +1,228 @@
+"""DARTS' bilevel optimisation as a LightningModule (Liu et al. 2019; the NAS overview, file 004, Alg. 1).
+
+The architecture parameters alpha are registered parameters of this module (one matrix per name of
+the supernet's `alpha_shapes`), so Lightning checkpoints, restores and logs them with the weights.
+Each training step takes one batch of the train half and one of the search-valid half (a
+`CombinedLoader`) and, with manual optimisation:
+
+1. updates alpha with Adam on the validation loss: first order (`order=1`) differentiates it at
+   the current weights; second order (`order=2`) through one virtual SGD step with the finite-
+   difference Hessian-vector product (`darts_architect`);
+2. updates the weights w with SGD (momentum, weight decay, gradient clipping) on the train loss,
+   with alpha held fixed.
+
+The weight learning rate follows a cosine from `w_lr` to `w_lr_min` over the epochs; it is stepped
+at the start of each epoch so that a checkpoint written at an epoch's end resumes with the right
+rate. An alpha or weight update whose loss or gradient is not finite is skipped, logged and
+counted; `max_nonfinite_steps` of them in a row stop the search with a one-line error.
+
+The second-order virtual step is the paper's w' = w - xi * grad_w L_train (Eqn. 6); the authors'
+code also folds the momentum buffer and weight decay into it, which this module does not.
+Everything runs in float32: the finite-difference product and the unscaled alpha gradients are
+not meant for mixed precision, so the search Trainer is built with precision="32-true".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from naslab.strategies.darts_architect import first_order_alpha_gradients, second_order_alpha_gradients
+
+log = logging.getLogger(__name__)
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class DartsSearchModule(L.LightningModule):
+    """A mixed-op supernet, its architecture parameters and DARTS' alternating updates."""
+
+    def __init__(
+        self,
+        supernet: nn.Module,
+        order: int = 1,
+        epochs: int = 50,
+        w_lr: float = 0.025,
+        w_lr_min: float = 0.001,
+        momentum: float = 0.9,
+        weight_decay: float = 3e-4,
+        grad_clip: float = 5.0,
+        alpha_lr: float = 3e-4,
+        alpha_betas: tuple[float, float] = (0.5, 0.999),
+        alpha_weight_decay: float = 1e-3,
+        alpha_init: float = 1e-3,
+        xi: float | None = None,
+        fd_r: float = 0.01,
+        max_nonfinite_steps: int = 10,
+    ):
+        super().__init__()
+        if order not in (1, 2):
+            raise ValueError(f"strategy.order must be 1 (first order) or 2 (unrolled second order), got {order}")
+        self.automatic_optimization = False
+        self.supernet = supernet
+        shapes: Mapping[str, tuple[int, int]] = supernet.alpha_shapes  # type: ignore[assignment]
+        # DARTS initialises alpha at 1e-3 * N(0, 1): every op starts almost equally weighted.
+        self.alphas = nn.ParameterDict({k: nn.Parameter(alpha_init * torch.randn(*s)) for k, s in shapes.items()})
+        self.order, self.epochs = order, epochs
+        self.w_optim = {"lr": w_lr, "momentum": momentum, "weight_decay": weight_decay}
+        self.w_lr_min, self.grad_clip = w_lr_min, grad_clip
+        self.alpha_optim = {"lr": alpha_lr, "betas": tuple(alpha_betas), "weight_decay": alpha_weight_decay}
+        self.xi, self.fd_r = xi, fd_r
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.nonfinite_in_a_row = 0
+        self.epoch_stats: dict[str, float] = {}
+
+    # -- the relaxation ------------------------------------------------------------------------
+    def architecture_weights(self, detach: bool = False) -> dict[str, torch.Tensor]:
+        """softmax(alpha) per row: the mixing weights of every edge."""
+        return {k: F.softmax(a.detach() if detach else a, dim=-1) for k, a in self.alphas.items()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(x, self.architecture_weights())
+
+    def batch_loss(self, batch: Batch, weights: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) of the supernet under mixing `weights`: classification by cross-entropy.
+
+        The one task-specific piece: a language-model search overrides it (and carries hidden state).
+        """
+        x, y = batch
+        logits = self.supernet(x, weights)
+        return F.cross_entropy(logits, y), logits
+
+    def alpha_tensors(self) -> dict[str, torch.Tensor]:
+        """Detached copies of the raw alphas (for derivation, pictures and the archive)."""
+        return {k: a.detach().cpu().clone() for k, a in self.alphas.items()}
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        w_optimizer = torch.optim.SGD(self.supernet.parameters(), **self.w_optim)
+        alpha_optimizer = torch.optim.Adam(self.alphas.parameters(), **self.alpha_optim)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            w_optimizer, T_max=max(self.epochs, 1), eta_min=self.w_lr_min
+        )
+        return [w_optimizer, alpha_optimizer], [scheduler]
+
+    def on_train_epoch_start(self) -> None:
+        scheduler = self.lr_schedulers()
+        while scheduler.last_epoch < self.current_epoch:  # type: ignore[union-attr]
+            scheduler.step()  # type: ignore[union-attr]
+        self.epoch_stats = {"train_loss": 0.0, "train_correct": 0.0, "valid_loss": 0.0, "samples": 0.0, "steps": 0.0}
+        self.epoch_stats["skipped_steps"] = 0.0
+
+    def current_lr(self) -> float:
+        w_optimizer = self.optimizers()[0]  # type: ignore[index]
+        return float(w_optimizer.param_groups[0]["lr"])
+
+    def _alpha_step(self, train: Batch, valid: Batch) -> float:
+        """One architecture update; returns the validation loss it descended (at w' for order 2)."""
+        alpha_optimizer = self.optimizers()[1]  # type: ignore[index]
+        alphas = list(self.alphas.values())
+        seen: list[float] = []
+
+        def train_loss() -> torch.Tensor:
+            return self.batch_loss(train, self.architecture_weights())[0]
+
+        def valid_loss() -> torch.Tensor:
+            loss = self.batch_loss(valid, self.architecture_weights())[0]
+            seen.append(float(loss.detach()))
+            return loss
+
+        if self.order == 1:
+            grads = first_order_alpha_gradients(alphas, valid_loss)
+        else:
+            xi = self.current_lr() if self.xi is None else self.xi  # DARTS: xi = the weights' learning rate
+            weights = [p for p in self.supernet.parameters() if p.requires_grad]
+            grads = second_order_alpha_gradients(weights, alphas, train_loss, valid_loss, xi, self.fd_r)
+        loss = seen[-1]
+        if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
+            self._skip("architecture", loss)
+            return float("nan")
+        alpha_optimizer.zero_grad()
+        for a, g in zip(alphas, grads):
+            a.grad = g.detach()
+        alpha_optimizer.step()
+        return loss
+
+    def _weight_step(self, train: Batch) -> tuple[float, int]:
+        """One SGD step of the supernet weights with alpha fixed; returns (loss, correct)."""
+        w_optimizer = self.optimizers()[0]  # type: ignore[index]
+        loss, logits = self.batch_loss(train, self.architecture_weights(detach=True))
+        if not torch.isfinite(loss):
+            self._skip("weight", float(loss))
+            return float("nan"), 0
+        w_optimizer.zero_grad()
+        self.manual_backward(loss)
+        norm = torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), self.grad_clip)
+        if not torch.isfinite(norm):
+            w_optimizer.zero_grad()
+            self._skip("weight", float(norm))
+            return float("nan"), 0
+        w_optimizer.step()
+        return float(loss.detach()), int((logits.argmax(1) == train[1]).sum())
+
+    def _skip(self, what: str, value: float) -> None:
+        self.nonfinite_in_a_row += 1
+        self.epoch_stats["skipped_steps"] = self.epoch_stats.get("skipped_steps", 0.0) + 1
+        log.warning("DARTS %s step skipped at epoch %d: loss or gradient is %s", what, self.current_epoch, value)
+        if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
+            raise FloatingPointError(
+                f"DARTS search diverged: {self.nonfinite_in_a_row} non-finite steps in a row at epoch "
+                f"{self.current_epoch}; lower strategy.w_lr or strategy.alpha_lr"
+            )
+
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
+        valid_loss = self._alpha_step(batch["train"], batch["valid"])
+        train_loss, correct = self._weight_step(batch["train"])
+        if math.isfinite(valid_loss) and math.isfinite(train_loss):
+            self.nonfinite_in_a_row = 0
+        stats, n = self.epoch_stats, len(batch["train"][1])
+        if math.isfinite(train_loss):
+            stats["train_loss"] += train_loss * n
+            stats["train_correct"] += correct
+            stats["samples"] += n
+        if math.isfinite(valid_loss):
+            stats["valid_loss"] += valid_loss
+            stats["steps"] += 1
+        self.log("darts/train_loss", train_loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Means over the epoch's steps: train loss and accuracy (weight steps), validation loss (alpha steps)."""
+        stats = self.epoch_stats
+        samples, steps = max(stats.get("samples", 0.0), 1.0), max(stats.get("steps", 0.0), 1.0)
+        return {
+            "train_loss": stats.get("train_loss", 0.0) / samples,
+            "train_accuracy": stats.get("train_correct", 0.0) / samples,
+            "alpha_valid_loss": stats.get("valid_loss", 0.0) / steps,
+            "skipped_steps": stats.get("skipped_steps", 0.0),
+            "lr": self.current_lr(),
+        }
+
+    @torch.no_grad()
+    def accuracy(self, batches: Any, max_batches: int | None = None) -> float:
+        """Accuracy of the whole mixture on search-valid batches, in eval mode (DARTS' `infer`)."""
+        was_training = self.training
+        self.eval()
+        weights = self.architecture_weights(detach=True)
+        correct = total = 0
+        try:
+            for i, (x, y) in enumerate(batches):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x, y = x.to(self.device), y.to(self.device)
+                correct += int((self.supernet(x, weights).argmax(1) == y).sum())
+                total += len(y)
+        finally:
+            self.train(was_training)
+        return correct / max(total, 1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["torch_rng"] = torch.get_rng_state()  # data augmentation draws from it
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng"])

@@ -1,0 +1,99 @@
+"""The DARTS architecture-weight heatmaps."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from naslab.analysis.alpha_plot import plot_alpha_heatmaps, softmax_rows
+
+OPS = [
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+]
+
+
+def edge_labels() -> list[str]:
+    """The 14 edges of a 4-node DARTS cell, e.g. "c_{k-2} -> 0"."""
+    names = ["c_{k-2}", "c_{k-1}"]
+    labels = []
+    for node in range(4):
+        labels += [f"{names[j]} -> {node}" for j in range(node + 2)]
+        names.append(str(node))
+    return labels
+
+
+def assert_png(path, min_width: int = 400) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width = mpimg.imread(path).shape[:2]
+    assert width > min_width and height > 200
+
+
+def test_softmax_rows_sum_to_one_and_match_torch() -> None:
+    logits = torch.randn(14, 8, generator=torch.Generator().manual_seed(0)) * 3
+    weights = softmax_rows(logits)
+    assert weights.dtype == np.float64 and weights.shape == (14, 8)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(weights, torch.softmax(logits.double(), dim=-1).numpy(), atol=1e-12)
+
+
+def test_softmax_rows_known_row_and_numpy_input() -> None:
+    np.testing.assert_allclose(softmax_rows(np.array([[0.0, math.log(3.0)]])), [[0.25, 0.75]], atol=1e-12)
+    # float32 input is computed in float64, and large logits must not overflow
+    weights = softmax_rows(np.array([[1000.0, 1000.0]], dtype=np.float32))
+    assert weights.dtype == np.float64
+    np.testing.assert_allclose(weights, [[0.5, 0.5]])
+
+
+def test_softmax_rows_rejects_non_2d() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        softmax_rows(torch.zeros(8))
+
+
+def test_two_panels_png(tmp_path) -> None:
+    generator = torch.Generator().manual_seed(1)
+    alphas = {
+        "normal": 1e-3 * torch.randn(14, 8, generator=generator, requires_grad=True),
+        "reduce": np.random.default_rng(0).normal(size=(14, 8)),
+    }
+    labels = {"normal": edge_labels(), "reduce": edge_labels()}
+    path = plot_alpha_heatmaps(alphas, labels, OPS, tmp_path / "alphas" / "epoch_003.png", "epoch 3")
+    assert path == tmp_path / "alphas" / "epoch_003.png"
+    assert_png(path, min_width=800)
+    assert plt.get_fignums() == []
+
+
+def test_single_panel_png(tmp_path) -> None:
+    alpha = torch.tensor([[0.0, 2.0, -1.0], [1.0, 1.0, 1.0]], requires_grad=True)
+    path = plot_alpha_heatmaps(
+        {"normal": alpha}, {"normal": ["a -> 0", "b -> 0"]}, ["none", "skip", "conv"], tmp_path / "a.png"
+    )
+    assert_png(path)
+
+
+@pytest.mark.parametrize(
+    ("alphas", "labels", "ops", "match"),
+    [
+        ({"normal": np.zeros((3, 2))}, {"normal": ["a", "b"]}, ["x", "y"], "3 rows but 2 row labels"),
+        ({"normal": np.zeros((2, 3))}, {"normal": ["a", "b"]}, ["x", "y"], "3 columns but 2 op names"),
+        ({"normal": np.zeros((2, 2, 2))}, {"normal": ["a", "b"]}, ["x", "y"], "2-D"),
+        ({"normal": np.zeros(2)}, {"normal": ["a", "b"]}, ["x", "y"], "2-D"),
+        ({"normal": np.zeros((2, 2))}, {"reduce": ["a", "b"]}, ["x", "y"], "no row labels"),
+        ({}, {}, ["x", "y"], "empty"),
+    ],
+)
+def test_value_errors(tmp_path, alphas, labels, ops, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        plot_alpha_heatmaps(alphas, labels, ops, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
