@@ -45,6 +45,13 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a kill leaves the old or the new checkpoint, never half of one
 
 
+def save_trainer_checkpoint(trainer: Any, path: Path) -> None:
+    """Writes a Lightning checkpoint atomically: a kill leaves the previous one intact, never half of one."""
+    tmp = path.with_suffix(".tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)
+    os.replace(tmp, path)
+
+
 def run_search(
     space: Space[G],
     strategy: Strategy[G],

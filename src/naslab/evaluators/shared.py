@@ -19,7 +19,6 @@ statistics frozen), because running averages mix every architecture the supernet
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +33,7 @@ from torch import nn
 from naslab.archive import Archive, ArchiveRecord
 from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.loggers import quiet_lightning
-from naslab.search import SearchResult
+from naslab.search import SearchResult, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import Strategy
 
@@ -179,10 +178,7 @@ class SharedWeightsSearch(L.LightningModule):
 
     def save_search_checkpoint(self) -> None:
         """After every strategy phase: shared weights, controller, optimizers, RNG state, strategy."""
-        path = self.run_dir / CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        self.trainer.save_checkpoint(tmp, weights_only=False)
-        os.replace(tmp, path)  # atomic: a kill leaves the previous epoch's checkpoint intact
+        save_trainer_checkpoint(self.trainer, self.run_dir / CHECKPOINT)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["strategy"] = self.strategy.state_dict()

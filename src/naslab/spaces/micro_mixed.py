@@ -20,7 +20,7 @@ from naslab.ops.cnn import FactorizedReduce, ReLUConvBN, build_op
 from naslab.ops.mixed import MixedOp
 from naslab.spaces.micro_derive import micro_edges
 from naslab.spaces.micro_genotype import NUM_CELL_INPUTS
-from naslab.spaces.micro_network import build_stems
+from naslab.spaces.micro_network import build_stems, reduction_cells, stem_states
 
 CELL_KINDS = ("normal", "reduce")
 
@@ -97,11 +97,10 @@ class MicroMixedSupernet(nn.Module):
         num_edges = len(micro_edges(num_nodes))
         self.alpha_shapes = {kind: (num_edges, len(self.op_names)) for kind in CELL_KINDS}
         self.edge_labels = {kind: [edge_label(k, j) for k, j in micro_edges(num_nodes)] for kind in CELL_KINDS}
-        self.stem_kind = stem
         self.stem, stem1, c_stem = build_stems(stem, in_channels, channels, stem_multiplier)
         if stem1 is not None:
             self.stem1 = stem1
-        self.reduction_layers = (cells_per_stage, 2 * cells_per_stage + 1)
+        self.reduction_layers = reduction_cells(cells_per_stage)
         c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, stem1 is not None
         c_cell = channels
         self.cells = nn.ModuleList()
@@ -119,11 +118,7 @@ class MicroMixedSupernet(nn.Module):
         for kind, shape in self.alpha_shapes.items():
             if tuple(weights[kind].shape) != shape:
                 raise ValueError(f"weights['{kind}'] has shape {tuple(weights[kind].shape)}, expected {shape}")
-        if self.stem_kind == "imagenet":
-            s0 = self.stem(x)
-            s1 = self.stem1(s0)
-        else:
-            s0 = s1 = self.stem(x)
+        s0, s1 = stem_states(self, x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
         return self.classifier(self.global_pool(s1).flatten(1))

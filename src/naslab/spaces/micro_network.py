@@ -72,6 +72,18 @@ def build_stems(
     raise ValueError(f"unknown stem '{stem}'; expected 'cifar' or 'imagenet'")
 
 
+def reduction_cells(cells_per_stage: int) -> tuple[int, int]:
+    """Positions of the two reduction cells among the 3N + 2 cells: after each stage of N normal cells."""
+    return (cells_per_stage, 2 * cells_per_stage + 1)
+
+
+def stem_states(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first cell's two inputs: the stem's output twice (CIFAR), or stem0's and stem1's (ImageNet)."""
+    s0 = net.stem(x)
+    stem1 = getattr(net, "stem1", None)  # registered by build_stems' ImageNet skeleton only
+    return (s0, stem1(s0)) if stem1 is not None else (s0, s0)
+
+
 class MicroCell(nn.Module):
     """A normal or reduction cell realised from its genotype."""
 
@@ -173,13 +185,12 @@ class MicroNetwork(nn.Module):
             raise ValueError(f"cells_per_stage must be >= 1, got {cells_per_stage}")
         self.genotype = genotype
         self.num_cells = 3 * cells_per_stage + 2
-        reduction_layers = (cells_per_stage, 2 * cells_per_stage + 1)
+        reduction_layers = reduction_cells(cells_per_stage)
         self.aux_position = reduction_layers[1]
         self.stem, stem1, c_stem = build_stems(stem, in_channels, channels, stem_multiplier)
         if stem1 is not None:
             self.stem1 = stem1
         c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, stem1 is not None
-        self.stem_kind = stem
         self.cells = nn.ModuleList()
         c_cell = channels
         c_aux = c_prev
@@ -205,11 +216,7 @@ class MicroNetwork(nn.Module):
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and, in training mode with an auxiliary head, the auxiliary logits."""
-        if self.stem_kind == "imagenet":
-            s0 = self.stem(x)
-            s1 = self.stem1(s0)
-        else:
-            s0 = s1 = self.stem(x)
+        s0, s1 = stem_states(self, x)
         aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1)

@@ -18,7 +18,7 @@ from torch import nn
 
 from naslab.ops.cnn import build_op
 from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Cell, MicroGenotype
-from naslab.spaces.micro_network import build_stems, edge_key
+from naslab.spaces.micro_network import build_stems, edge_key, reduction_cells, stem_states
 
 
 def _columns(chunks: Sequence[int], width: int) -> torch.Tensor:
@@ -116,7 +116,7 @@ class MicroSupernet(nn.Module):
         super().__init__()
         self.num_nodes, self.ops, self.stem_kind = num_nodes, tuple(ops), stem
         self.num_cells = 3 * cells_per_stage + 2
-        self.reduction_layers = (cells_per_stage, 2 * cells_per_stage + 1)
+        self.reduction_layers = reduction_cells(cells_per_stage)
         self.stem, stem1, c_stem = build_stems(stem, in_channels, channels, stem_multiplier)
         if stem1 is not None:
             self.stem1 = stem1
@@ -136,11 +136,7 @@ class MicroSupernet(nn.Module):
         self.classifier_width = p[1]
 
     def forward(self, x: torch.Tensor, genotype: MicroGenotype) -> torch.Tensor:
-        if self.stem_kind == "imagenet":
-            s0 = self.stem(x)
-            s1 = self.stem1(s0)
-        else:
-            s0 = s1 = self.stem(x)
+        s0, s1 = stem_states(self, x)
         chunks0 = chunks1 = [0]
         for i, cell in enumerate(self.cells):
             cell_genotype = genotype.reduce if i in self.reduction_layers else genotype.normal

@@ -21,7 +21,6 @@ is searched the same way.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,7 +32,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from naslab.analysis.alpha_plot import plot_alpha_heatmaps, softmax_rows
 from naslab.archive import Archive, ArchiveRecord
 from naslab.loggers import log_images, log_metrics, quiet_lightning
-from naslab.search import SearchResult
+from naslab.search import SearchResult, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import G, GradientStrategy
 from naslab.strategies.darts_module import DartsSearchModule
@@ -76,10 +75,7 @@ class DerivationRecorder(L.Callback):
             log.info("epoch %d is already archived (a resumed search): not recorded again", epoch)
         else:
             self._record(module, epoch)
-        path = self.run_dir / CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        os.replace(tmp, path)  # atomic: a kill leaves the previous epoch's checkpoint intact
+        save_trainer_checkpoint(trainer, self.run_dir / CHECKPOINT)
 
     def _record(self, module: DartsSearchModule, epoch: int) -> None:
         alphas = module.alpha_tensors()
@@ -87,12 +83,12 @@ class DerivationRecorder(L.Callback):
         accuracy = module.accuracy(self.valid_loader, self.eval_batches)
         metrics = module.epoch_metrics()
         metrics.update({f"alpha_entropy_{k}": alpha_entropy(a) for k, a in alphas.items()})
+        key = self.space.key(genotype)
         previous = self.archive.records[-1] if self.archive.records else None
-        changed = previous is None or previous.key.split(":", 1)[1] != self.space.key(genotype)
-        metrics["genotype_changed"] = float(changed)
+        metrics["genotype_changed"] = float(previous is None or previous.key.split(":", 1)[1] != key)
         record = ArchiveRecord(
             index=len(self.archive),
-            key=f"epoch{epoch}:{self.space.key(genotype)}",
+            key=f"epoch{epoch}:{key}",
             genotype=self.space.to_dict(genotype),
             readable=self.space.describe(genotype),
             score=accuracy,

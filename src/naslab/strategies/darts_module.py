@@ -37,6 +37,7 @@ from naslab.strategies.darts_architect import first_order_alpha_gradients, secon
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
+EPOCH_STATS = ("train_loss", "train_correct", "samples", "valid_loss", "steps", "skipped_steps")
 
 
 class DartsSearchModule(L.LightningModule):
@@ -75,7 +76,7 @@ class DartsSearchModule(L.LightningModule):
         self.xi, self.fd_r = xi, fd_r
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
-        self.epoch_stats: dict[str, float] = {}
+        self.epoch_stats = dict.fromkeys(EPOCH_STATS, 0.0)  # sums over the current epoch's steps
 
     # -- the relaxation ------------------------------------------------------------------------
     def architecture_weights(self, detach: bool = False) -> dict[str, torch.Tensor]:
@@ -111,8 +112,7 @@ class DartsSearchModule(L.LightningModule):
         scheduler = self.lr_schedulers()
         while scheduler.last_epoch < self.current_epoch:  # type: ignore[union-attr]
             scheduler.step()  # type: ignore[union-attr]
-        self.epoch_stats = {"train_loss": 0.0, "train_correct": 0.0, "valid_loss": 0.0, "samples": 0.0, "steps": 0.0}
-        self.epoch_stats["skipped_steps"] = 0.0
+        self.epoch_stats = dict.fromkeys(EPOCH_STATS, 0.0)
 
     def current_lr(self) -> float:
         w_optimizer = self.optimizers()[0]  # type: ignore[index]
@@ -167,7 +167,7 @@ class DartsSearchModule(L.LightningModule):
 
     def _skip(self, what: str, value: float) -> None:
         self.nonfinite_in_a_row += 1
-        self.epoch_stats["skipped_steps"] = self.epoch_stats.get("skipped_steps", 0.0) + 1
+        self.epoch_stats["skipped_steps"] += 1
         log.warning("DARTS %s step skipped at epoch %d: loss or gradient is %s", what, self.current_epoch, value)
         if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
             raise FloatingPointError(
@@ -193,12 +193,12 @@ class DartsSearchModule(L.LightningModule):
     def epoch_metrics(self) -> dict[str, float]:
         """Means over the epoch's steps: train loss and accuracy (weight steps), validation loss (alpha steps)."""
         stats = self.epoch_stats
-        samples, steps = max(stats.get("samples", 0.0), 1.0), max(stats.get("steps", 0.0), 1.0)
+        samples, steps = max(stats["samples"], 1.0), max(stats["steps"], 1.0)
         return {
-            "train_loss": stats.get("train_loss", 0.0) / samples,
-            "train_accuracy": stats.get("train_correct", 0.0) / samples,
-            "alpha_valid_loss": stats.get("valid_loss", 0.0) / steps,
-            "skipped_steps": stats.get("skipped_steps", 0.0),
+            "train_loss": stats["train_loss"] / samples,
+            "train_accuracy": stats["train_correct"] / samples,
+            "alpha_valid_loss": stats["valid_loss"] / steps,
+            "skipped_steps": stats["skipped_steps"],
             "lr": self.current_lr(),
         }
 
