@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed_run(args: list[str]) -> tuple[float, str]:
+def run_cli(args: list[str]) -> tuple[float, subprocess.CompletedProcess, dict | None]:
+    """`python run.py *args logger=none` in a temporary run dir: (seconds, process, results.json or None)."""
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         done = subprocess.run(
@@ -31,12 +32,19 @@ def timed_run(args: list[str]) -> tuple[float, str]:
             text=True,
         )
         seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            errors = [line for line in done.stderr.splitlines() if "Error" in line and "HYDRA_FULL_ERROR" not in line]
-            return seconds, "skipped: " + (errors[-1] if errors else "?")[:140]
-        results = json.loads((Path(run_dir) / "results.json").read_text())
-        final = results.get("final") or {}
-        return seconds, f"test accuracy {final.get('test_accuracy')}"
+        results_file = Path(run_dir) / "results.json"
+        results = json.loads(results_file.read_text()) if done.returncode == 0 else None
+        return seconds, done, results
+
+
+def timed_run(args: list[str]) -> tuple[float, str]:
+    seconds, done, results = run_cli(args)
+    if results is None:
+        errors = [line for line in done.stderr.splitlines() if "Error" in line and "HYDRA_FULL_ERROR" not in line]
+        return seconds, "skipped: " + (errors[-1] if errors else "?")[:140]
+    final = results.get("final") or {}
+    metric = "test_perplexity" if final.get("test_perplexity") is not None else "test_accuracy"
+    return seconds, f"{metric.replace('_', ' ')} {final.get(metric)}"
 
 
 def main() -> None:

@@ -106,3 +106,30 @@ def write_fashion_mnist_raw(data_dir, train: int = 64, test: int = 32) -> None:
             write_idx_gz(Path(tmp), prefix, rng.integers(0, 256, (n, 28, 28)), np.arange(n) % 10)
         for gz in Path(tmp).iterdir():
             (raw / gz.name[: -len(".gz")]).write_bytes(gzip.decompress(gz.read_bytes()))
+
+
+def text_lines(num_lines: int, seed: int, vocab: int = 40) -> list[str]:
+    """Word-level lines over a small vocabulary, with some structure (word i tends to follow i - 1)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(num_lines):
+        start = int(rng.integers(vocab))
+        words = [f"w{(start + k + int(rng.integers(2))) % vocab}" for k in range(int(rng.integers(5, 15)))]
+        lines.append(" " + " ".join(words) + " ")
+    return lines
+
+
+def write_text_corpus(root, dataset: str = "ptb", train_lines: int = 300) -> None:
+    """A tiny corpus where the real one lives: ptb/ptb.{split}.txt or wikitext-2/wiki.{split}.tokens.
+
+    Valid and test reuse the train vocabulary (both real corpora are closed-vocabulary).
+    """
+    layout = {"ptb": ("ptb", "ptb.{}.txt"), "wikitext2": ("wikitext-2", "wiki.{}.tokens")}
+    folder_name, pattern = layout[dataset]
+    folder = root / folder_name
+    folder.mkdir(parents=True, exist_ok=True)
+    vocabulary = " " + " ".join(f"w{i}" for i in range(40)) + " "
+    sizes = {"train": train_lines, "valid": train_lines // 5, "test": train_lines // 5}
+    for seed, (split, n) in enumerate(sizes.items()):
+        lines = text_lines(n, seed) + ([vocabulary] if split == "train" else [])
+        (folder / pattern.format(split)).write_text("\n".join(lines) + "\n")

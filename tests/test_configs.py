@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from naslab.pipeline import run
 from tests.conftest import CONF_DIR, REPO_ROOT
-from tests.fake_data import write_cifar10, write_fashion_mnist_raw, write_imagefolder
+from tests.fake_data import write_cifar10, write_fashion_mnist_raw, write_imagefolder, write_text_corpus
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 
@@ -26,6 +26,8 @@ def fake_data_for(dataset: str, data_dir: Path) -> None:
         write_fashion_mnist_raw(data_dir)
     elif dataset == "imagenet":
         write_imagefolder(data_dir, classes=1000, train=1, val=1)
+    elif dataset in ("ptb", "wikitext2"):
+        write_text_corpus(data_dir, dataset)
 
 
 def probe_fast_epochs(preset: str) -> int:
@@ -52,11 +54,13 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
     )
     results = run(cfg)  # benchmarks/preset_times.py times this ("about a minute on 2 cores")
     assert results["dataset"] == probe.dataset.name and results["mode"] == probe.mode
-    pictures = ("macro.png",) if probe.space._target_.endswith("MacroSpace") else ("normal.png", "reduce.png")
+    space = probe.space._target_.rsplit(".", 1)[-1]
+    pictures = {"MacroSpace": ("macro.png",), "RNNSpace": ("rnn_cell.png",)}.get(space, ("normal.png", "reduce.png"))
     for name in ("results.json", "genotype.json", "archive.jsonl", *pictures):
         assert (tmp_path / "run" / name).exists()
     if probe.mode in ("train", "search_train"):
-        assert results["final"]["test_accuracy"] is not None
+        test_metric = "test_perplexity" if probe.dataset.stem == "text" else "test_accuracy"
+        assert results["final"][test_metric] is not None
     if probe.mode in ("search", "search_train"):
         if results["strategy"] == "darts":  # one derivation per search epoch; no evaluator
             assert results["evaluator"] is None and results["search"]["num_evaluated"] == probe_fast_epochs(preset)
@@ -180,5 +184,9 @@ def test_every_space_config_builds_networks(compose_cfg, space) -> None:
     built = instantiate(compose_cfg(f"space={space}").space)
     genotype = built.sample(np.random.default_rng(0))
     built.validate(genotype)
+    if space.startswith("rnn"):  # language models: tokens (T, B) -> next-word logits (T, B, vocabulary)
+        net = built.build_child(genotype, Task(10, (), "text", "text"), emb_size=4).eval()
+        assert net(torch.randint(10, (3, 2))).logits.shape == (3, 2, 10)
+        return
     net = built.build_child(genotype, Task(10, (3, 16, 16)), channels=4, cells_per_stage=1).eval()
     assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)

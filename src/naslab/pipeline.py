@@ -33,6 +33,7 @@ from naslab.spaces.published import load_genotype_data
 from naslab.strategies.base import GradientStrategy
 from naslab.summary import network_size
 from naslab.train.final import train_final
+from naslab.train.objectives import reward_perplexity
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def _datamodule(cfg: DictConfig, phase: str, **overrides: Any) -> L.LightningDat
 
 
 def _task(cfg: DictConfig, datamodule: Any) -> Task:
+    if hasattr(datamodule, "vocab_size"):  # a text corpus: reads its files to know the vocabulary
+        return Task(datamodule.vocab_size, (), cfg.dataset.stem, kind="text")
     return Task(datamodule.num_classes, tuple(datamodule.input_shape), cfg.dataset.stem)
 
 
@@ -192,6 +195,8 @@ def _search(
         "num_evaluated": outcome.num_evaluated,
         "wall_seconds": outcome.wall_seconds,
     }
+    if task.kind == "text":  # scores are 80 / validation perplexity (ENAS' reward); say the perplexity too
+        results["search"]["best_perplexity"] = reward_perplexity(outcome.best_score)
     log.info(
         "search: best validation score %.4f over %d architectures in %.1f s",
         outcome.best_score,
@@ -213,7 +218,12 @@ def _ask_tell_search(
 ) -> tuple[Any, str]:
     """The search of an ask/tell strategy with its evaluator; returns (SearchResult, evaluator name)."""
     evaluator = instantiate(
-        cfg.evaluator, space=space, task=task, datamodule_factory=datamodule_factory, trainer_factory=trainer_factory
+        cfg.evaluator,
+        space=space,
+        task=task,
+        datamodule_factory=datamodule_factory,
+        trainer_factory=trainer_factory,
+        _convert_="object",  # the Task dataclass stays a Task (not an OmegaConf node), dicts plain dicts
     )
     metrics_fn = (lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None
     try:
@@ -240,16 +250,33 @@ def _summary(cfg: DictConfig, space: Space[Any], genotype: Any) -> dict[str, Any
     datamodule = _datamodule(cfg, "final", batch_size=cfg.train.batch_size)
     task = _task(cfg, datamodule)
     start = time.perf_counter()
+    lm_sizes = OmegaConf.to_container(cfg.train.network, resolve=True) if cfg.train.get("network") else {}
     network = space.build_child(
-        genotype, task, channels=cfg.train.channels, cells_per_stage=cfg.train.cells_per_stage, auxiliary=True
+        genotype,
+        task,
+        channels=cfg.train.channels,
+        cells_per_stage=cfg.train.cells_per_stage,
+        auxiliary=True,
+        **lm_sizes,  # type: ignore[arg-type]
     )
     size = network_size(network, task.input_shape)
+    if task.kind == "text":
+        shape = (
+            f"network    {cfg.dataset.name}: language model, vocabulary {task.num_classes:,}, "
+            f"embedding {lm_sizes.get('emb_size')}, hidden {lm_sizes.get('hidden_size')}"  # type: ignore[union-attr]
+        )
+        per = " per token"
+    else:
+        shape = (
+            f"network    {cfg.dataset.name}: F={cfg.train.channels}, N={cfg.train.cells_per_stage} "
+            f"({3 * cfg.train.cells_per_stage + 2} cells), input {task.input_shape}, {task.num_classes} classes"
+        )
+        per = ""
     lines = [
         f"genotype   {space.describe(genotype)}",
-        f"network    {cfg.dataset.name}: F={cfg.train.channels}, N={cfg.train.cells_per_stage} "
-        f"({3 * cfg.train.cells_per_stage + 2} cells), input {task.input_shape}, {task.num_classes} classes",
+        shape,
         f"params     {size['params']:,} ({size['params'] / 1e6:.2f}M, auxiliary head excluded)",
-        f"mult-adds  {size['macs']:,} ({size['macs'] / 1e6:.0f}M)",
+        f"mult-adds  {size['macs']:,} ({size['macs'] / 1e6:.0f}M){per}",
     ]
     print("\n".join(lines))
     return {**size, "test_accuracy": None, "test_perplexity": None, "wall_seconds": time.perf_counter() - start}

@@ -16,9 +16,11 @@ def count_macs(network: nn.Module, input_shape: tuple[int, ...]) -> int:
     """
     was_training = network.training
     network.eval()
+    # A language model says what one input is (one token: multiply-adds per token).
+    example = network.example_input() if hasattr(network, "example_input") else torch.zeros(1, *input_shape)
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            network(torch.zeros(1, *input_shape))
+            network(example)
     finally:
         network.train(was_training)
     return int(counter.get_total_flops()) // 2

@@ -10,10 +10,11 @@ import torch
 
 from naslab.archive import Archive
 from naslab.data import DigitsDataModule
-from naslab.evaluators.shared import CHECKPOINT, SharedEvaluator, SharedWeightsSearch, batch_statistics
+from naslab.evaluators.shared import CHECKPOINT, SharedEvaluator, SharedWeightsSearch
 from naslab.pipeline import run
 from naslab.spaces import MicroSpace, Task
 from naslab.strategies import RandomStrategy, ReinforceStrategy
+from naslab.train.objectives import batch_statistics
 from tests.conftest import run_and_kill_9
 
 SPACE = MicroSpace(2, "enas")

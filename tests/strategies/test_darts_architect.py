@@ -79,3 +79,22 @@ def test_finite_difference_step_is_r_over_the_vector_norm(monkeypatch) -> None:
     eps = 0.01 / (3.0 * 60**0.5)
     assert len(scales) == 2
     assert scales[0] == pytest.approx(eps, rel=1e-12) and scales[1] == pytest.approx(-2 * eps, rel=1e-12)
+
+
+def test_clipped_second_order_step_follows_darts_recurrent_architect() -> None:
+    """clip rescales grad_w L_train (the virtual step) and grad_w' L_val (the HVP's vector) to that norm."""
+    weights, alphas, train, valid, loss, (xt, yt, xv, yv) = small_problem(2)
+    xi = 0.5
+    (loose,) = second_order_alpha_gradients(weights, alphas, train, valid, xi, clip=1e6)
+    (plain,) = second_order_alpha_gradients(weights, alphas, train, valid, xi)
+    assert torch.allclose(loose, plain, rtol=1e-10)  # a clip above both norms changes nothing
+    clip = 0.05
+    (grad_w,) = torch.autograd.grad(loss(weights[0], alphas[0], xt, yt), weights)
+    assert grad_w.norm() > clip  # the clip is active on this problem
+    stepped = (weights[0] - xi * grad_w * clip / grad_w.norm()).detach().requires_grad_(True)
+    direct, valid_w = torch.autograd.grad(loss(stepped, alphas[0], xv, yv), [alphas[0], stepped])
+    vector = [valid_w * min(1.0, clip / float(valid_w.norm()))]
+    (hvp,) = finite_difference_hvp(weights, alphas, train, vector)
+    (clipped,) = second_order_alpha_gradients(weights, alphas, train, valid, xi, clip=clip)
+    assert torch.allclose(clipped, direct - xi * hvp, rtol=1e-6, atol=1e-10)
+    assert not torch.allclose(clipped, plain, rtol=1e-3)

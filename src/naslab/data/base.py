@@ -41,8 +41,10 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
+        # A generator: the order is drawn at the first `next`, after Lightning's `set_epoch` (a resumed
+        # loop creates its iterator before calling it).
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
-        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+        yield from torch.randperm(self.num_samples, generator=generator).tolist()
 
     def __len__(self) -> int:
         return self.num_samples

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
+IMAGE_ONLY_OPTIONS = frozenset(
+    {"cutout", "search_valid_size", "split_seed", "max_train_samples", "max_test_samples", "download"}
+)
 
 
 @dataclass
@@ -121,7 +124,9 @@ class BPTTSampler(Sampler[tuple[int, int]]):
         return list(zip(starts, lengths))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self.windows())
+        # A generator: the windows are drawn at the first `next`, not at `iter`. A resumed Lightning
+        # loop creates its iterator before it calls `set_epoch`; an eager list would replay epoch 0.
+        yield from self.windows()
 
     def __len__(self) -> int:
         return len(self.windows())
@@ -157,6 +162,9 @@ class TextDataModule(L.LightningDataModule):
         phase: "search" or "final".
         seed: seeds the window lengths (with the epoch); None = fixed `bptt` windows everywhere.
         max_train_tokens: cap on the training stream (its first N tokens), for debug runs.
+        image_options: options of the image datamodules (`IMAGE_ONLY_OPTIONS`: cutout, the search-valid
+            split, sample caps) are accepted and ignored, so `debug=fast` and the pipeline's final-training
+            call compose with any dataset; anything else is an error.
     """
 
     name: ClassVar[str]
@@ -176,8 +184,12 @@ class TextDataModule(L.LightningDataModule):
         seed: int | None = 0,
         max_train_tokens: int | None = None,
         num_workers: int = 0,
+        **image_options: object,
     ) -> None:
         super().__init__()
+        unknown = sorted(set(image_options) - IMAGE_ONLY_OPTIONS)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown options {unknown}")
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         self.data_dir, self.phase = Path(data_dir), phase
@@ -224,24 +236,32 @@ class TextDataModule(L.LightningDataModule):
         assert self.vocabulary is not None
         return len(self.vocabulary)
 
-    def _loader(self, split: str, random_lengths: bool) -> DataLoader:
+    def _loader(self, split: str, seed: int | None, columns: int | None = None) -> DataLoader:
+        """Windows of `split` in `columns` (default: the split's batch size); seed None = fixed bptt."""
         if self.vocabulary is None:
             self.setup()
-        data = batchify(self.streams[split], self.batch_sizes[split])
-        seed = self.seed if random_lengths else None
+        data = batchify(self.streams[split], columns or self.batch_sizes[split])
         sampler = BPTTSampler(data.size(0), self.bptt, seed, self.min_seq_len, self.max_seq_len_delta)
         return DataLoader(StreamWindows(data), sampler=sampler, batch_size=None, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", random_lengths=self.seed is not None)
+        return self._loader("train", self.seed)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", random_lengths=False)
+        return self._loader("valid", None)
 
     def test_dataloader(self) -> DataLoader:
         if self.phase != "final":
             raise RuntimeError("test set is only for final training (phase='final')")
-        return self._loader("test", random_lengths=False)
+        return self._loader("test", None)
+
+    def shuffled_valid_dataloader(self) -> DataLoader:
+        """DARTS' architecture batches: the valid stream in `batch_size` columns, fixed `bptt` windows.
+
+        The image datamodules shuffle their held-out half; a text stream keeps its order (the hidden
+        state runs through it), read in `bptt` windows as DARTS' rnn/train_search.py reads `search_data`.
+        """
+        return self._loader("valid", None, columns=self.batch_sizes["train"])
 
 
 class PTBDataModule(TextDataModule):

@@ -12,21 +12,23 @@ controller; NAO-WS: its population) are scored on validation batches; the best i
 result (ENAS's derivation). Any strategy works: `strategy=random evaluator=shared` is Random-WS,
 the baseline of the search-phase study (file 003).
 
-Scores use batch statistics in BatchNorm (the supernet is in training mode, with running
-statistics frozen), because running averages mix every architecture the supernet has trained.
+Loss and score come from the task's `Objective` (`train.objectives`): for images, accuracy with
+batch statistics in BatchNorm (the supernet is in training mode, with running statistics frozen),
+because running averages mix every architecture the supernet has trained; for language models
+(`space=rnn`), ENAS' reward 80 / validation perplexity over `valid_batches` consecutive windows with
+the hidden state starting from zero (ENAS carries it across controller steps), and shared-weight
+training carries the hidden state from batch to batch in float32 (see `train.language_model`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import CombinedLoader
 from torch import nn
 
@@ -36,38 +38,11 @@ from naslab.loggers import quiet_lightning
 from naslab.search import SearchResult, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import Strategy
+from naslab.train.objectives import ImageObjective, Objective, objective_for
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 CHECKPOINT = "shared_search.ckpt"
-
-
-@contextmanager
-def batch_statistics(net: nn.Module) -> Iterator[None]:
-    """BatchNorm normalises with the batch's statistics and leaves running statistics untouched."""
-    was_training = net.training
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [bn.momentum for bn in bns]
-    net.train()
-    for bn in bns:
-        bn.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for bn, momentum in zip(bns, momenta):
-            bn.momentum = momentum
-        net.train(was_training)
-
-
-def accuracy(net: nn.Module, genotype: Any, batches: Sequence[Batch]) -> float:
-    """Accuracy of one path of the supernet on the given batches."""
-    correct = total = 0
-    with batch_statistics(net):
-        for x, y in batches:
-            correct += int((net(x, genotype).argmax(1) == y).sum())
-            total += len(y)
-    return correct / max(total, 1)
 
 
 class SharedWeightsSearch(L.LightningModule):
@@ -92,9 +67,11 @@ class SharedWeightsSearch(L.LightningModule):
         strategy_batch: int,
         strategy_every: int = 1,
         log_metrics: Callable[[dict[str, float], int], None] | None = None,
+        objective: Objective | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
+        self.objective = objective or ImageObjective()
         self.supernet = supernet
         controller = getattr(strategy, "controller", None)
         if isinstance(controller, nn.Module):
@@ -113,16 +90,19 @@ class SharedWeightsSearch(L.LightningModule):
     def train_dataloader(self) -> CombinedLoader:
         return CombinedLoader({"train": self.train_loader, "valid": self.valid_loader}, mode="max_size_cycle")
 
+    def on_train_epoch_start(self) -> None:
+        self.objective.reset()  # a language model's hidden state starts from zero each epoch
+
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.supernet.parameters(), **self.optim)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.epochs, 1))
         return [optimizer], [scheduler]
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
-        x, y = batch["train"]
         self.valid_batches.append(batch["valid"])
         genotype = self.strategy.sample_for_training(1)[0]
-        loss = F.cross_entropy(self.supernet(x, genotype), y)
+        step = self.objective.loss(self.supernet, batch["train"], genotype)
+        loss = step.loss
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"shared-weight loss is {loss.item()} at epoch {self.current_epoch}, step {batch_idx}"
@@ -132,7 +112,7 @@ class SharedWeightsSearch(L.LightningModule):
         self.manual_backward(loss)
         self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
-        self.log("search/shared_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("search/shared_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=step.count)
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch
@@ -157,7 +137,7 @@ class SharedWeightsSearch(L.LightningModule):
         if record is not None:
             return record
         start = time.perf_counter()
-        score = accuracy(self.supernet, genotype, batches)
+        score, measured = self.objective.score(self.supernet, genotype, batches)
         record = ArchiveRecord(
             index=len(self.archive),
             key=key,
@@ -168,7 +148,7 @@ class SharedWeightsSearch(L.LightningModule):
             epochs=float(self.current_epoch + 1),
             params=None,
             wall_seconds=time.perf_counter() - start,
-            extra={**extra, **self.strategy.proposal_info(genotype)},
+            extra={**extra, **measured, **self.strategy.proposal_info(genotype)},
         )
         self.archive.append(record)
         self.best_so_far = max(self.best_so_far, score)
@@ -215,13 +195,17 @@ class SharedEvaluator(Evaluator[G]):
         strategy_every: int = 1,
         derive_samples: int = 100,
         valid_batches: int = 1,
+        network: dict[str, Any] | None = None,
     ):
         self.space, self.task, self.seed, self.epochs = space, task, seed, epochs
         self.datamodule = datamodule_factory(batch_size=batch_size)
         self.trainer_factory = trainer_factory
         self.train_batches = train_batches
         torch.manual_seed(seed)
-        self.supernet = space.build_supernet(task, channels=channels, cells_per_stage=cells_per_stage)
+        self.objective = objective_for(task)
+        self.supernet = space.build_supernet(
+            task, channels=channels, cells_per_stage=cells_per_stage, **(network or {})
+        )
         self.hparams = {
             "lr": lr,
             "momentum": momentum,
@@ -243,12 +227,13 @@ class SharedEvaluator(Evaluator[G]):
         return batches
 
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
-        """Accuracy of each architecture on the first `valid_batches` search-valid batches."""
+        """Score (accuracy, or 80 / perplexity) of each architecture on the first `valid_batches` valid batches."""
         batches = self._valid(self.valid_batches)
         out = []
         for g in genotypes:
             start = time.perf_counter()
-            out.append(Evaluation(accuracy(self.supernet, g, batches), None, None, time.perf_counter() - start))
+            score, measured = self.objective.score(self.supernet, g, batches)
+            out.append(Evaluation(score, None, None, time.perf_counter() - start, extra=measured))
         return out
 
     def search(
@@ -274,6 +259,7 @@ class SharedEvaluator(Evaluator[G]):
             self.seed,
             self.epochs,
             log_metrics=log_metrics,
+            objective=self.objective,
             **self.hparams,
         )
         overrides = {} if self.train_batches is None else {"limit_train_batches": self.train_batches}
@@ -287,6 +273,8 @@ class SharedEvaluator(Evaluator[G]):
                 num_sanity_val_steps=0,
                 default_root_dir=str(run_dir),
                 **overrides,
+                # manual optimisation under mixed precision would clip a language model's gradients unscaled
+                **({"precision": "32-true"} if self.task.kind == "text" else {}),
             )
         checkpoint = run_dir / CHECKPOINT
         ckpt_path = str(checkpoint) if resume and checkpoint.exists() else None

@@ -1,5 +1,7 @@
 """Stand-alone evaluation: train each child from scratch for a few epochs, score = val accuracy.
 
+(Language models: score = 80 / validation perplexity, ENAS' reward; `train.modules`.)
+
 This is the expensive but unbiased evaluator (NAO's stand-alone search, Zoph & Le, PNAS). Each
 child is trained by its own Lightning `Trainer` on the search-train split and scored on the
 held-out search-valid split; the test set is never touched here.
@@ -19,13 +21,14 @@ from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.loggers import quiet_lightning
 from naslab.spaces.base import Space, Task
 from naslab.spaces.micro_network import count_parameters
-from naslab.train.classifier import ClassifierModule, NonFiniteLossError
+from naslab.train.classifier import NonFiniteLossError
+from naslab.train.modules import training_module, validation_score
 
 log = logging.getLogger(__name__)
 
 
 class StandaloneEvaluator(Evaluator[G]):
-    """Trains every proposed child for `epochs` epochs and returns its validation accuracy."""
+    """Trains every proposed child for `epochs` epochs and returns its validation score."""
 
     name = "standalone"
 
@@ -51,6 +54,8 @@ class StandaloneEvaluator(Evaluator[G]):
         ray_address: str | None = None,
         cpus_per_trial: float = 1,
         gpus_per_trial: float = 0,
+        network: dict[str, Any] | None = None,
+        lm: dict[str, Any] | None = None,
     ):
         self.space, self.task = space, task
         self.datamodule = datamodule_factory(batch_size=batch_size)
@@ -61,14 +66,16 @@ class StandaloneEvaluator(Evaluator[G]):
             "channels": channels,
             "cells_per_stage": cells_per_stage,
             "auxiliary": False,
+            **(network or {}),  # a language model's sizes and dropouts (text datasets)
         }
         self.module_kwargs = {
             "lr": lr,
             "momentum": momentum,
             "weight_decay": weight_decay,
             "channels_last": channels_last,
+            "grad_clip": grad_clip,
+            "lm": lm,  # a language model's AR / TAR and bptt (text datasets)
         }
-        self.grad_clip = grad_clip
         # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
         self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}
         self.fidelity = {"train_batches": train_batches, "channels": channels, "cells_per_stage": cells_per_stage}
@@ -133,7 +140,7 @@ class StandaloneEvaluator(Evaluator[G]):
         start = time.perf_counter()
         network = self.space.build_child(genotype, self.task, **self.network_kwargs)
         params = count_parameters(network)
-        module = ClassifierModule(network, self.task.num_classes, epochs=self.epochs, **self.module_kwargs)
+        module, trainer_options = training_module(self.task, network, self.epochs, self.module_kwargs)
         with quiet_lightning():
             trainer = self.trainer_factory(
                 max_epochs=self.epochs,
@@ -141,9 +148,9 @@ class StandaloneEvaluator(Evaluator[G]):
                 enable_checkpointing=False,
                 enable_progress_bar=False,
                 enable_model_summary=False,
-                gradient_clip_val=self.grad_clip,
                 num_sanity_val_steps=0,
                 check_val_every_n_epoch=self.epochs,  # validate once, after the last epoch
+                **trainer_options,
                 **self.trainer_overrides,
             )
         try:
@@ -154,10 +161,5 @@ class StandaloneEvaluator(Evaluator[G]):
             return Evaluation(
                 0.0, params, self.epochs, time.perf_counter() - start, error=str(err), extra=self.fidelity
             )
-        return Evaluation(
-            float(trainer.callback_metrics["val/acc"]),
-            params,
-            self.epochs,
-            time.perf_counter() - start,
-            extra=self.fidelity,
-        )
+        score, measured = validation_score(self.task, trainer.callback_metrics)
+        return Evaluation(score, params, self.epochs, time.perf_counter() - start, extra={**self.fidelity, **measured})

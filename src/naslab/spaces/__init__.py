@@ -4,6 +4,7 @@ from naslab.spaces.base import Space, Task
 from naslab.spaces.macro import MacroGenotype, MacroSpace
 from naslab.spaces.micro import MicroSpace
 from naslab.spaces.micro_genotype import Branch, Cell, GenotypeError, MicroGenotype, Node, make_cell
+from naslab.spaces.rnn import RNNGenotype, RNNNode, RNNSpace
 
 __all__ = [
     "Branch",
@@ -14,6 +15,9 @@ __all__ = [
     "MicroGenotype",
     "MicroSpace",
     "Node",
+    "RNNGenotype",
+    "RNNNode",
+    "RNNSpace",
     "Space",
     "Task",
     "make_cell",

@@ -26,9 +26,16 @@ G = TypeVar("G")
 class Task:
     """What a network must fit: derived from the datamodule, so the space never sees the data."""
 
-    num_classes: int
-    input_shape: tuple[int, int, int]
-    stem: str = "cifar"  # network skeleton family: "cifar" (small images) or "imagenet"
+    num_classes: int  # classes, or the vocabulary size of a language-modelling task
+    input_shape: tuple[int, ...]  # (C, H, W) of an image; () for token streams
+    stem: str = "cifar"  # network skeleton family: "cifar" (small images), "imagenet" or "text"
+    kind: str = "image"  # "image" (classification, accuracy) or "text" (language modelling, perplexity)
+
+    def require(self, kind: str, space: str) -> None:
+        """One-line error when a space is asked to build a network for the wrong kind of data."""
+        if self.kind != kind:
+            hint = "dataset=ptb or dataset=wikitext2" if kind == "text" else "an image dataset (digits, cifar10, ...)"
+            raise ValueError(f"space={space} builds {kind} networks, but the dataset is {self.kind} data: use {hint}")
 
 
 class Space(ABC, Generic[G]):

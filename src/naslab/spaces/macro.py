@@ -245,8 +245,8 @@ class MacroSpace(Space[MacroGenotype]):
             ops=self.ops,
         )
 
-    @staticmethod
-    def _check_stem(task: Task) -> None:
+    def _check_stem(self, task: Task) -> None:
+        task.require("image", self.name)
         # The macro chain runs every layer at full input resolution until the first reduction: with
         # no ImageNet stem, a 224px input would silently cost ~50x a CIFAR image, so refuse it.
         if task.stem != "cifar":
@@ -298,9 +298,9 @@ def macro_to_dot(genotype: MacroGenotype, reductions: Sequence[int] = ()) -> str
 
 def draw_macro(genotype: MacroGenotype, png: Path, reductions: Sequence[int] = ()) -> Path:
     """Renders the chain with skips arcing above it; bare Figure on Agg (headless, no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from naslab.analysis.canvas import diagram_axes
 
     dx, box_w, box_h, inch, rad = 1.7, 1.35, 0.7, 0.7, -0.3
     labels = ["input"] + [f"{i}\n{layer.op}" for i, layer in enumerate(genotype.layers)] + ["output"]
@@ -308,13 +308,7 @@ def draw_macro(genotype: MacroGenotype, png: Path, reductions: Sequence[int] = (
     longest = max((i - j for i, layer in enumerate(genotype.layers) for j in layer.skips), default=0)
     top = box_h / 2 + 0.5 * abs(rad) * longest * dx + 0.4  # an arc3 curve peaks at rad/2 of its span
     x0, x1, y0, y1 = -box_w / 2 - 0.3, xs[-1] + box_w / 2 + 0.3, -box_h / 2 - 0.6, top
-    fig = Figure(figsize=((x1 - x0) * inch, (y1 - y0) * inch), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_aspect("equal")
-    ax.axis("off")
+    fig, ax = diagram_axes(x0, x1, y0, y1, inch, 110)
     patches = []
     for k, (x, text) in enumerate(zip(xs, labels)):
         op = genotype.layers[k - 1].op if 0 < k <= genotype.num_layers else None

@@ -184,6 +184,7 @@ class MicroSpace(Space[MicroGenotype]):
         auxiliary: bool = False,
         **_: Any,
     ) -> nn.Module:
+        task.require("image", self.name)
         unknown = sorted(op for op in genotype.ops() if op not in OPS)
         if unknown:
             raise GenotypeError(f"genotype uses unknown ops {unknown}; known: {', '.join(OPS.names())}")
@@ -201,6 +202,7 @@ class MicroSpace(Space[MicroGenotype]):
         """ENAS weight sharing: one set of weights per (cell position, node, input, op)."""
         from naslab.spaces.micro_supernet import MicroSupernet
 
+        task.require("image", self.name)
         return MicroSupernet(
             self.num_nodes, self.ops, task.num_classes, task.input_shape[0], channels, cells_per_stage, task.stem
         )
@@ -215,6 +217,7 @@ class MicroSpace(Space[MicroGenotype]):
         """
         from naslab.spaces.micro_mixed import MicroMixedSupernet
 
+        task.require("image", self.name)
         if self.concat_rule != "all":
             raise ValueError(
                 f"a mixed-op supernet concatenates every node, but {self!r} concatenates unused nodes only; "

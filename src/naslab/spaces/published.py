@@ -1,4 +1,8 @@
-"""Published genotypes as data, looked up by name (never `eval`), or read from a genotype.json."""
+"""Published genotypes as data, looked up by name (never `eval`), or read from a genotype.json.
+
+`published/<space>.json` holds the genotypes of one space (micro: CIFAR/ImageNet cells; rnn: PTB
+cells); names are unique across spaces, so `genotype=darts_ptb` alone says which space it needs.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +14,55 @@ from typing import Any
 
 from naslab.spaces.micro_genotype import GenotypeError, MicroGenotype, parse_genotype_json
 
+SPACES_WITH_PUBLISHED = ("micro", "rnn")
+
 
 @lru_cache(maxsize=None)
-def _published_micro() -> dict[str, Any]:
-    text = resources.files("naslab.spaces").joinpath("published/micro.json").read_text()
+def _published(space: str) -> dict[str, Any]:
+    text = resources.files("naslab.spaces").joinpath(f"published/{space}.json").read_text()
     return json.loads(text)
 
 
-def published_names() -> list[str]:
-    return sorted(_published_micro())
+def _entry(name: str) -> tuple[str, dict[str, Any]] | None:
+    for space in SPACES_WITH_PUBLISHED:
+        if name in _published(space):
+            return space, _published(space)[name]
+    return None
+
+
+def published_names(space: str | None = "micro") -> list[str]:
+    """Names of one space's published genotypes, or of every space's (space=None)."""
+    spaces = SPACES_WITH_PUBLISHED if space is None else (space,)
+    return sorted(name for s in spaces for name in _published(s))
 
 
 def published_source(name: str) -> str:
-    return _published_micro()[name].get("source", "")
+    entry = _entry(name)
+    return entry[1].get("source", "") if entry else ""
 
 
-def published_genotype(name: str) -> MicroGenotype:
-    entries = _published_micro()
-    if name not in entries:
-        raise GenotypeError(f"unknown published genotype '{name}'; known: {', '.join(sorted(entries))}")
-    return MicroGenotype.from_dict(entries[name]["genotype"])
+def published_genotype(name: str) -> Any:
+    """The genotype object of a published name (MicroGenotype or RNNGenotype)."""
+    entry = _entry(name)
+    if entry is None:
+        raise GenotypeError(f"unknown published genotype '{name}'; known: {', '.join(published_names(None))}")
+    space, data = entry
+    if space == "rnn":
+        from naslab.spaces.rnn import RNNGenotype
+
+        return RNNGenotype.from_dict(data["genotype"])
+    return MicroGenotype.from_dict(data["genotype"])
 
 
 def load_genotype_data(ref: str) -> tuple[str | None, Any]:
     """Resolves `genotype=<published name | path>` to (space name or None, genotype data)."""
-    if ref in _published_micro():
-        return "micro", _published_micro()[ref]["genotype"]
+    entry = _entry(ref)
+    if entry is not None:
+        return entry[0], entry[1]["genotype"]
     path = Path(ref).expanduser()
     if not path.exists():
         raise GenotypeError(
-            f"genotype '{ref}' is neither a published name ({', '.join(published_names())}) nor an existing file"
+            f"genotype '{ref}' is neither a published name ({', '.join(published_names(None))}) nor an existing file"
         )
     data = parse_genotype_json(path.read_text(), f"genotype file {path}")
     if isinstance(data, dict) and "genotype" in data:

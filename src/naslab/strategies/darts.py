@@ -36,6 +36,7 @@ from naslab.search import SearchResult, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import G, GradientStrategy
 from naslab.strategies.darts_module import DartsSearchModule
+from naslab.train.objectives import objective_for
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "darts_search.ckpt"
@@ -80,8 +81,8 @@ class DerivationRecorder(L.Callback):
     def _record(self, module: DartsSearchModule, epoch: int) -> None:
         alphas = module.alpha_tensors()
         genotype = self.space.derive(alphas)
-        accuracy = module.accuracy(self.valid_loader, self.eval_batches)
-        metrics = module.epoch_metrics()
+        accuracy, extras = module.evaluate(self.valid_loader, self.eval_batches)  # text: 80 / perplexity
+        metrics = {**module.epoch_metrics(), **{f"valid_{k}": v for k, v in extras.items()}}
         metrics.update({f"alpha_entropy_{k}": alpha_entropy(a) for k, a in alphas.items()})
         key = self.space.key(genotype)
         previous = self.archive.records[-1] if self.archive.records else None
@@ -114,12 +115,13 @@ class DerivationRecorder(L.Callback):
             title=f"DARTS order {module.order}, epoch {epoch + 1}: softmax(alpha) per edge",
         )
         log_images(self.logger, "darts", [picture])
-        logged = {"darts/valid_accuracy": accuracy, **{f"darts/{k}": v for k, v in metrics.items()}}
+        logged = {"darts/valid_score": accuracy, **{f"darts/{k}": v for k, v in metrics.items()}}
         log_metrics(self.logger, logged, epoch)
+        measured = f"perplexity {extras['perplexity']:.1f}" if "perplexity" in extras else f"acc {accuracy:.4f}"
         log.info(
-            "DARTS epoch %d: supernet valid acc %.4f, train loss %.4f, derived %s",
+            "DARTS epoch %d: supernet valid %s, train loss %.4f, derived %s",
             epoch + 1,
-            accuracy,
+            measured,
             metrics["train_loss"],
             record.readable,
         )
@@ -155,6 +157,7 @@ class DartsStrategy(GradientStrategy[G]):
         train_batches: int | float | None = None,
         eval_batches: int | None = None,
         select: str = "last",
+        network: dict[str, Any] | None = None,
     ):
         super().__init__(space)
         if order not in (1, 2):
@@ -165,7 +168,9 @@ class DartsStrategy(GradientStrategy[G]):
             raise ValueError(f"strategy.epochs must be >= 1, got {epochs}")
         self.seed, self.order, self.epochs, self.select = seed, order, epochs, select
         self.batch_size, self.valid_fraction = batch_size, valid_fraction
+        # Cell-space sizes; `network` adds a language model's (emb_size, hidden_size, dropouts).
         self.network = {"channels": channels, "cells_per_stage": cells_per_stage, "stem_multiplier": stem_multiplier}
+        self.network.update(network or {})
         self.module_args: dict[str, Any] = {
             "order": order,
             "epochs": epochs,
@@ -187,7 +192,7 @@ class DartsStrategy(GradientStrategy[G]):
         """The supernet and its alphas, initialised from the seed."""
         torch.manual_seed(self.seed)
         supernet = self.space.build_mixed_supernet(task, **self.network)
-        return DartsSearchModule(supernet, **self.module_args)
+        return DartsSearchModule(supernet, objective=objective_for(task), **self.module_args)
 
     def search(
         self,
@@ -204,9 +209,11 @@ class DartsStrategy(GradientStrategy[G]):
         datamodule = datamodule_factory(batch_size=self.batch_size, search_valid_size=self.valid_fraction)
         datamodule.setup()
         module = self.build_module(task)
+        # Images: two equal halves, one batch of each per step. Text: the valid stream is ~8x shorter
+        # than the train stream and is cycled through, as DARTS' rnn/train_search.py does.
         bilevel = CombinedLoader(
             {"train": datamodule.train_dataloader(), "valid": datamodule.shuffled_valid_dataloader()},  # type: ignore[attr-defined]
-            mode="min_size",
+            mode="max_size_cycle" if task.kind == "text" else "min_size",
         )
         recorder = DerivationRecorder(
             self.space, archive, datamodule.val_dataloader(), run_dir, self.seed, self.eval_batches, logger

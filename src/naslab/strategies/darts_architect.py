@@ -61,6 +61,15 @@ def finite_difference_hvp(
     return [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
 
 
+def _clipped(grads: list[torch.Tensor], max_norm: float | None) -> list[torch.Tensor]:
+    """The gradients scaled down to total norm `max_norm` (unchanged when None or already within it)."""
+    if max_norm is None:
+        return grads
+    norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
+    scale = min(1.0, max_norm / (float(norm) + 1e-6))
+    return [g * scale for g in grads] if scale < 1.0 else grads
+
+
 def first_order_alpha_gradients(alphas: Sequence[torch.Tensor], valid_loss: LossFn) -> list[torch.Tensor]:
     """DARTS order 1: grad_alpha L_val(w, alpha) at the current weights."""
     return _grads(valid_loss(), alphas)
@@ -73,16 +82,23 @@ def second_order_alpha_gradients(
     valid_loss: LossFn,
     xi: float,
     r: float = 0.01,
+    clip: float | None = None,
 ) -> list[torch.Tensor]:
-    """DARTS order 2 (Eqns. 6-8): the unrolled alpha gradient; the weights are left unchanged."""
+    """DARTS order 2 (Eqns. 6-8): the unrolled alpha gradient; the weights are left unchanged.
+
+    `clip` rescales grad_w L_train (the virtual step) and grad_w' L_val (the Hessian-vector product's
+    vector) to at most that norm, as DARTS' recurrent architect does: with its lr 20 an unclipped
+    virtual step lands far from w.
+    """
     backup = [w.detach().clone() for w in weights]
     try:
-        _axpy(weights, _grads(train_loss(), weights), -xi)  # the virtual step w' = w - xi * grad_w L_train
+        step = _clipped(_grads(train_loss(), weights), clip)
+        _axpy(weights, step, -xi)  # the virtual step w' = w - xi * grad_w L_train
         grads = _grads(valid_loss(), [*alphas, *weights])
     finally:
         with torch.no_grad():
             for w, b in zip(weights, backup):
                 w.copy_(b)
-    direct, valid_w = grads[: len(alphas)], grads[len(alphas) :]
+    direct, valid_w = grads[: len(alphas)], _clipped(grads[len(alphas) :], clip)
     hvp = finite_difference_hvp(weights, alphas, train_loss, valid_w, r)
     return [d - xi * h for d, h in zip(direct, hvp)]

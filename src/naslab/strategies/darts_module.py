@@ -24,6 +24,7 @@ not meant for mixed precision, so the search Trainer is built with precision="32
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import Any, Mapping
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from naslab.strategies.darts_architect import first_order_alpha_gradients, second_order_alpha_gradients
+from naslab.train.objectives import ImageObjective, Objective, StepLoss
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -60,6 +62,7 @@ class DartsSearchModule(L.LightningModule):
         xi: float | None = None,
         fd_r: float = 0.01,
         max_nonfinite_steps: int = 10,
+        objective: Objective | None = None,
     ):
         super().__init__()
         if order not in (1, 2):
@@ -75,6 +78,7 @@ class DartsSearchModule(L.LightningModule):
         self.alpha_optim = {"lr": alpha_lr, "betas": tuple(alpha_betas), "weight_decay": alpha_weight_decay}
         self.xi, self.fd_r = xi, fd_r
         self.max_nonfinite_steps = max_nonfinite_steps
+        self.objective = objective or ImageObjective()  # a language model's carries hidden state per stream
         self.nonfinite_in_a_row = 0
         self.epoch_stats = dict.fromkeys(EPOCH_STATS, 0.0)  # sums over the current epoch's steps
 
@@ -86,14 +90,22 @@ class DartsSearchModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.supernet(x, self.architecture_weights())
 
-    def batch_loss(self, batch: Batch, weights: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits) of the supernet under mixing `weights`: classification by cross-entropy.
+    def batch_loss(
+        self,
+        batch: Batch,
+        weights: Mapping[str, torch.Tensor],
+        stream: str = "train",
+        advance: bool = True,
+        regularise: bool = True,
+    ) -> StepLoss:
+        """Loss of the supernet under mixing `weights`, from the task's objective.
 
-        The one task-specific piece: a language-model search overrides it (and carries hidden state).
+        A language model's hidden state runs on per stream ("train" / "valid"); `advance=False` (the
+        second-order virtual step) reads it without moving it, as DARTS' rnn architect does. The alpha
+        losses are plain cross-entropy (`regularise=False`); the weight step adds the objective's
+        regularisation (a language model's TAR), as DARTS' rnn/train_search.py does.
         """
-        x, y = batch
-        logits = self.supernet(x, weights)
-        return F.cross_entropy(logits, y), logits
+        return self.objective.loss(self.supernet, batch, weights, stream, advance, regularise)
 
     def alpha_tensors(self) -> dict[str, torch.Tensor]:
         """Detached copies of the raw alphas (for derivation, pictures and the archive)."""
@@ -113,6 +125,7 @@ class DartsSearchModule(L.LightningModule):
         while scheduler.last_epoch < self.current_epoch:  # type: ignore[union-attr]
             scheduler.step()  # type: ignore[union-attr]
         self.epoch_stats = dict.fromkeys(EPOCH_STATS, 0.0)
+        self.objective.reset()  # hidden states start from zero each epoch
 
     def current_lr(self) -> float:
         w_optimizer = self.optimizers()[0]  # type: ignore[index]
@@ -125,10 +138,10 @@ class DartsSearchModule(L.LightningModule):
         seen: list[float] = []
 
         def train_loss() -> torch.Tensor:
-            return self.batch_loss(train, self.architecture_weights())[0]
+            return self.batch_loss(train, self.architecture_weights(), "train", advance=False, regularise=False).loss
 
         def valid_loss() -> torch.Tensor:
-            loss = self.batch_loss(valid, self.architecture_weights())[0]
+            loss = self.batch_loss(valid, self.architecture_weights(), "valid", regularise=False).loss
             seen.append(float(loss.detach()))
             return loss
 
@@ -137,7 +150,9 @@ class DartsSearchModule(L.LightningModule):
         else:
             xi = self.current_lr() if self.xi is None else self.xi  # DARTS: xi = the weights' learning rate
             weights = [p for p in self.supernet.parameters() if p.requires_grad]
-            grads = second_order_alpha_gradients(weights, alphas, train_loss, valid_loss, xi, self.fd_r)
+            # DARTS' recurrent architect clips both gradients of the unrolled step (its CNN one does not).
+            clip = self.grad_clip if self.objective.kind == "text" else None
+            grads = second_order_alpha_gradients(weights, alphas, train_loss, valid_loss, xi, self.fd_r, clip)
         loss = seen[-1]
         if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
             self._skip("architecture", loss)
@@ -148,22 +163,23 @@ class DartsSearchModule(L.LightningModule):
         alpha_optimizer.step()
         return loss
 
-    def _weight_step(self, train: Batch) -> tuple[float, int]:
-        """One SGD step of the supernet weights with alpha fixed; returns (loss, correct)."""
+    def _weight_step(self, train: Batch) -> tuple[float, int, int]:
+        """One SGD step of the supernet weights with alpha fixed; returns (loss, correct, targets)."""
         w_optimizer = self.optimizers()[0]  # type: ignore[index]
-        loss, logits = self.batch_loss(train, self.architecture_weights(detach=True))
+        step = self.batch_loss(train, self.architecture_weights(detach=True), "train")
+        loss = step.loss
         if not torch.isfinite(loss):
             self._skip("weight", float(loss))
-            return float("nan"), 0
+            return float("nan"), 0, step.count
         w_optimizer.zero_grad()
         self.manual_backward(loss)
         norm = torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), self.grad_clip)
         if not torch.isfinite(norm):
             w_optimizer.zero_grad()
             self._skip("weight", float(norm))
-            return float("nan"), 0
+            return float("nan"), 0, step.count
         w_optimizer.step()
-        return float(loss.detach()), int((logits.argmax(1) == train[1]).sum())
+        return float(loss.detach()), int(step.correct), step.count
 
     def _skip(self, what: str, value: float) -> None:
         self.nonfinite_in_a_row += 1
@@ -177,10 +193,10 @@ class DartsSearchModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         valid_loss = self._alpha_step(batch["train"], batch["valid"])
-        train_loss, correct = self._weight_step(batch["train"])
+        train_loss, correct, n = self._weight_step(batch["train"])
         if math.isfinite(valid_loss) and math.isfinite(train_loss):
             self.nonfinite_in_a_row = 0
-        stats, n = self.epoch_stats, len(batch["train"][1])
+        stats = self.epoch_stats
         if math.isfinite(train_loss):
             stats["train_loss"] += train_loss * n
             stats["train_correct"] += correct
@@ -202,23 +218,14 @@ class DartsSearchModule(L.LightningModule):
             "lr": self.current_lr(),
         }
 
-    @torch.no_grad()
-    def accuracy(self, batches: Any, max_batches: int | None = None) -> float:
-        """Accuracy of the whole mixture on search-valid batches, in eval mode (DARTS' `infer`)."""
-        was_training = self.training
-        self.eval()
+    def evaluate(self, batches: Any, max_batches: int | None = None) -> tuple[float, dict[str, float]]:
+        """(score, extras) of the whole mixture on search-valid batches, in eval mode (DARTS' `infer`).
+
+        Images: accuracy. Text: the objective's reward c / perplexity, with the perplexity in extras.
+        """
         weights = self.architecture_weights(detach=True)
-        correct = total = 0
-        try:
-            for i, (x, y) in enumerate(batches):
-                if max_batches is not None and i >= max_batches:
-                    break
-                x, y = x.to(self.device), y.to(self.device)
-                correct += int((self.supernet(x, weights).argmax(1) == y).sum())
-                total += len(y)
-        finally:
-            self.train(was_training)
-        return correct / max(total, 1)
+        taken = [(x.to(self.device), y.to(self.device)) for x, y in itertools.islice(batches, max_batches)]
+        return self.objective.score(self.supernet, weights, taken, eval_mode=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["torch_rng"] = torch.get_rng_state()  # data augmentation draws from it

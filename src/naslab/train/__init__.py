@@ -1,5 +1,6 @@
-"""Training LightningModules for child and final networks."""
+"""Training LightningModules for child and final networks (image classifiers, word-level language models)."""
 
 from naslab.train.classifier import ClassifierModule, NonFiniteLossError
+from naslab.train.language_model import LanguageModelModule
 
-__all__ = ["ClassifierModule", "NonFiniteLossError"]
+__all__ = ["ClassifierModule", "LanguageModelModule", "NonFiniteLossError"]

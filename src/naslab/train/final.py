@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import Logger
 from naslab.loggers import quiet_lightning
 from naslab.spaces.base import Space, Task
 from naslab.summary import network_size
-from naslab.train.classifier import ClassifierModule
+from naslab.train.modules import test_metrics, training_module
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ def train_final(
 ) -> dict[str, Any]:
     """Trains on the whole train split, tests on the test split; returns results.json's `final`.
 
+    Images: `ClassifierModule`, test accuracy. Text (`space=rnn`): `LanguageModelModule`, validated
+    every epoch (its perplexity drives the SGD -> ASGD switch), test perplexity.
+
     `resume=true` continues from the run dir's last checkpoint when there is one.
     """
     L.seed_everything(seed, workers=True, verbose=False)
@@ -44,36 +47,32 @@ def train_final(
         channels=train_cfg["channels"],
         cells_per_stage=train_cfg["cells_per_stage"],
         auxiliary=train_cfg["auxiliary_weight"] > 0,
+        **(train_cfg.get("network") or {}),  # a language model's sizes and dropouts
     )
     size = network_size(network, task.input_shape)
     log.info(
-        "final network: %s parameters (auxiliary head excluded), %s multiply-adds",
+        "final network: %s parameters (auxiliary head excluded), %s multiply-adds%s",
         f"{size['params']:,}",
         f"{size['macs']:,}",
+        " per token" if task.kind == "text" else "",
     )
-    module = ClassifierModule(
-        network,
-        task.num_classes,
-        optimizer=instantiate(train_cfg["optimizer"]) if train_cfg.get("optimizer") else None,
-        scheduler=instantiate(train_cfg["scheduler"]) if train_cfg.get("scheduler") else None,
-        label_smoothing=train_cfg.get("label_smoothing", 0.0),
-        lr=train_cfg["lr"],
-        momentum=train_cfg["momentum"],
-        weight_decay=train_cfg["weight_decay"],
-        epochs=train_cfg["epochs"],
-        auxiliary_weight=train_cfg["auxiliary_weight"],
-        drop_path_prob=train_cfg["drop_path_prob"],
-        channels_last=train_cfg.get("channels_last", False),
-    )
+    options = dict(train_cfg)
+    for key in ("optimizer", "scheduler"):
+        options[key] = instantiate(train_cfg[key]) if train_cfg.get(key) else None
+    module, trainer_options = training_module(task, network, train_cfg["epochs"], options)
     checkpoints = Path(run_dir) / "checkpoints"
     with quiet_lightning():
         trainer = trainer_factory(
             max_epochs=train_cfg["epochs"],
             logger=logger if logger is not None else False,
-            callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0)],
-            gradient_clip_val=train_cfg["grad_clip"],
+            # Saved at the epoch's end, after validation: a checkpoint written at validation end would
+            # resume with the epoch counter of the sampler one behind (the windows of the last epoch again).
+            callbacks=[
+                ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0, save_on_train_epoch_end=True)
+            ],
             num_sanity_val_steps=0,
             default_root_dir=str(run_dir),
+            **trainer_options,
         )
     last = checkpoints / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None
@@ -84,7 +83,6 @@ def train_final(
     return {
         "params": size["params"],
         "macs": size["macs"],
-        "test_accuracy": float(test["test/acc"]),
-        "test_perplexity": None,
+        **test_metrics(task, module, test),
         "wall_seconds": time.perf_counter() - start,
     }
