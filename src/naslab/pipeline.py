@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from naslab.analysis.prediction_plot import plot_predicted_vs_measured
 from naslab.analysis.search_plot import plot_search_curve
+from naslab.evaluators.table import ResultTable
+from naslab.groundtruth import build_ground_truth, distinct_architectures
 from naslab.loggers import (
     close_logger,
     filter_known_warnings,
@@ -27,6 +30,7 @@ from naslab.loggers import (
     log_metrics,
     log_table,
 )
+from naslab.ranking_study import run_ranking_study
 from naslab.search import run_search
 from naslab.spaces.base import Space, Task
 from naslab.spaces.published import load_genotype_data
@@ -37,7 +41,7 @@ from naslab.train.objectives import reward_perplexity
 
 log = logging.getLogger(__name__)
 
-MODES = ("search", "train", "search_train", "summary")
+MODES = ("search", "train", "search_train", "summary", "groundtruth", "ranking")
 
 
 def _datamodule(cfg: DictConfig, phase: str, **overrides: Any) -> L.LightningDataModule:
@@ -131,6 +135,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         trainer_factory = instantiate(cfg.trainer, _partial_=True)
         if searching:
             genotype = _search(cfg, space, trainer_factory, run_dir, logger, results)
+        elif cfg.mode == "groundtruth":
+            genotype = _ground_truth(cfg, space, trainer_factory, run_dir, logger, results)
+        elif cfg.mode == "ranking":
+            genotype = _ranking(cfg, space, trainer_factory, run_dir, logger, results)
         else:
             genotype = _load_genotype(cfg, space)
         results["genotype"] = space.describe(genotype)
@@ -168,8 +176,12 @@ def _search(
     cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: Path, logger: Any, results: dict[str, Any]
 ) -> Any:
     datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
-    task = _task(cfg, datamodule_factory())
     strategy = instantiate(cfg.strategy, space=space)
+    # A table or planted evaluator needs no data: such searches run where the data is not.
+    needs_data = isinstance(strategy, GradientStrategy) or getattr(
+        get_class(str(cfg.evaluator._target_)), "needs_data", True
+    )
+    task = _task(cfg, datamodule_factory()) if needs_data else None
     results["strategy"] = strategy.name
     if isinstance(strategy, GradientStrategy):  # DARTS: its own supernet stands in for the evaluator
         log.info("strategy=%s trains its own supernet; evaluator=%s is not used", strategy.name, cfg.evaluator._target_)
@@ -178,9 +190,7 @@ def _search(
         )
         method, xlabel = strategy.name, "search epoch (one derived genotype each)"
     else:
-        outcome, results["evaluator"] = _ask_tell_search(
-            cfg, space, strategy, task, datamodule_factory, trainer_factory, run_dir, logger
-        )
+        outcome, results["evaluator"] = _ask_tell_search(cfg, space, strategy, task, trainer_factory, run_dir, logger)
         method, xlabel = f"{strategy.name} + {results['evaluator']}", "architectures evaluated"
     curve = plot_search_curve(
         outcome.archive.records, run_dir / "search_curve.png", f"{method} on {cfg.dataset.name}", xlabel
@@ -195,7 +205,7 @@ def _search(
         "num_evaluated": outcome.num_evaluated,
         "wall_seconds": outcome.wall_seconds,
     }
-    if task.kind == "text":  # scores are 80 / validation perplexity (ENAS' reward); say the perplexity too
+    if cfg.dataset.stem == "text":  # scores are 80 / validation perplexity (ENAS' reward); say the perplexity too
         results["search"]["best_perplexity"] = reward_perplexity(outcome.best_score)
     log.info(
         "search: best validation score %.4f over %d architectures in %.1f s",
@@ -206,25 +216,91 @@ def _search(
     return outcome.best_genotype
 
 
-def _ask_tell_search(
-    cfg: DictConfig,
-    space: Space[Any],
-    strategy: Any,
-    task: Task,
-    datamodule_factory: Any,
-    trainer_factory: Any,
-    run_dir: Path,
-    logger: Any,
-) -> tuple[Any, str]:
-    """The search of an ask/tell strategy with its evaluator; returns (SearchResult, evaluator name)."""
-    evaluator = instantiate(
+def _evaluator(cfg: DictConfig, space: Space[Any], task: Task | None, trainer_factory: Any, **overrides: Any) -> Any:
+    """`cfg.evaluator` built for `space` (the Task dataclass stays a Task, config dicts plain dicts)."""
+    datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
+    return instantiate(
         cfg.evaluator,
         space=space,
         task=task,
         datamodule_factory=datamodule_factory,
         trainer_factory=trainer_factory,
-        _convert_="object",  # the Task dataclass stays a Task (not an OmegaConf node), dicts plain dicts
+        _convert_="object",
+        **overrides,
     )
+
+
+def _ground_truth(
+    cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: Path, logger: Any, results: dict[str, Any]
+) -> Any:
+    """mode=groundtruth: every architecture x `groundtruth.seeds`; returns the best architecture by mean."""
+    start = time.perf_counter()
+    needs_data = getattr(get_class(str(cfg.evaluator._target_)), "needs_data", True)
+    task = _task(cfg, _datamodule(cfg, "search")) if needs_data else None
+    seeds = [int(s) for s in cfg.groundtruth.seeds]
+    table = build_ground_truth(
+        space,
+        lambda seed: _evaluator(cfg, space, task, trainer_factory, seed=seed),
+        seeds,
+        run_dir,
+        resume=bool(cfg.resume),
+    )
+    ranked = table.ranked()
+    if not ranked:
+        raise RuntimeError(f"every ground-truth trial failed; see {run_dir / 'groundtruth.jsonl'}")
+    results["evaluator"] = getattr(get_class(str(cfg.evaluator._target_)), "name", None)
+    results["groundtruth"] = {
+        "architectures": len(table),
+        "seeds": seeds,
+        "trials": sum(len(e.values) + e.failed for e in table.entries.values()),
+        "best_mean": ranked[0].mean,
+        "best_std": ranked[0].std,
+        "wall_seconds": time.perf_counter() - start,
+        "table": str(run_dir / "groundtruth.jsonl"),
+    }
+    log_table(logger, "groundtruth/table", tuple(table.rows()[0]), [tuple(r.values()) for r in table.rows()])
+    return space.genotype_from_dict(ranked[0].genotype)
+
+
+def _ranking(
+    cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: Path, logger: Any, results: dict[str, Any]
+) -> Any:
+    """mode=ranking: Kendall tau of weight-sharing rankings against a ground-truth table, per seed."""
+    if not cfg.ranking.get("table"):
+        raise ValueError("mode=ranking needs ranking.table=<groundtruth.jsonl of a mode=groundtruth run>")
+    table = ResultTable.load(str(cfg.ranking.table))
+    task = _task(cfg, _datamodule(cfg, "search"))
+    overrides = {"strategy_steps": 0, "derive_samples": 1, "valid_batches": int(cfg.ranking.valid_batches)}
+    study = run_ranking_study(
+        space,
+        table,
+        lambda seed: _evaluator(cfg, space, task, trainer_factory, seed=seed, **overrides),
+        [int(s) for s in cfg.ranking.seeds],
+        run_dir,
+        resume=bool(cfg.resume),
+    )
+    results["evaluator"] = getattr(get_class(str(cfg.evaluator._target_)), "name", None)
+    results["ranking"] = study.summary()
+    log_metrics(logger, {"ranking/kendall_tau_mean": results["ranking"]["kendall_tau_mean"]})
+    log_images(logger, "ranking", [run_dir / "ranking.png"])
+    log.info("weight-sharing ranking: %s", json.dumps(results["ranking"]))
+    # The architecture the shared weights rank first, averaged over seeds.
+    mean_shared = np.mean([scores for scores in study.shared.values()], axis=0)
+    every = distinct_architectures(space, space.enumerate())
+    return every[int(np.argmax(mean_shared))]
+
+
+def _ask_tell_search(
+    cfg: DictConfig,
+    space: Space[Any],
+    strategy: Any,
+    task: Task | None,
+    trainer_factory: Any,
+    run_dir: Path,
+    logger: Any,
+) -> tuple[Any, str]:
+    """The search of an ask/tell strategy with its evaluator; returns (SearchResult, evaluator name)."""
+    evaluator = _evaluator(cfg, space, task, trainer_factory)
     metrics_fn = (lambda metrics, step: log_metrics(logger, metrics, step)) if logger is not None else None
     try:
         if hasattr(evaluator, "search"):  # weight sharing: the evaluator alternates training and strategy updates

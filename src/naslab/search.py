@@ -125,7 +125,7 @@ def run_search(
             # archived the moment it arrives, so a kill loses no finished trial.
             for i, evaluation in evaluator.evaluate_each([fresh[k] for k in keys]):
                 genotype = fresh[keys[i]]
-                record = _record(space, genotype, keys[i], len(archive), seed, evaluation)
+                record = evaluation_record(space, genotype, keys[i], len(archive), seed, evaluation)
                 record.extra.update(strategy.proposal_info(genotype))
                 archive.append(record)
                 records[keys[i]] = record
@@ -166,7 +166,10 @@ def run_search(
     )
 
 
-def _record(space: Space[G], genotype: G, key: str, index: int, seed: int, evaluation: Evaluation) -> ArchiveRecord:
+def evaluation_record(
+    space: Space[G], genotype: G, key: str, index: int, seed: int, evaluation: Evaluation
+) -> ArchiveRecord:
+    """The archive record of one evaluation (search archives and ground-truth tables alike)."""
     return ArchiveRecord(
         index=index,
         key=key,

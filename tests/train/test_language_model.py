@@ -33,7 +33,13 @@ def fit(tmp_path, epochs: int, **module_options) -> tuple[LanguageModelModule, L
     L.seed_everything(0, verbose=False)
     net = space.build_child(space.from_tokens([0, 0, 1, 1]), Task(data.vocab_size, (), "text", "text"), emb_size=16)
     module = LanguageModelModule(net, lr=20.0, bptt=8, epochs=epochs, **module_options)
-    trainer = L.Trainer(
+    trainer = quiet_trainer(epochs)
+    trainer.fit(module, datamodule=data)
+    return module, trainer
+
+
+def quiet_trainer(epochs: int) -> L.Trainer:
+    return L.Trainer(
         max_epochs=epochs,
         logger=False,
         enable_checkpointing=False,
@@ -42,8 +48,6 @@ def fit(tmp_path, epochs: int, **module_options) -> tuple[LanguageModelModule, L
         num_sanity_val_steps=0,
         accelerator="cpu",
     )
-    trainer.fit(module, datamodule=data)
-    return module, trainer
 
 
 def test_training_lowers_validation_perplexity_and_records_every_epoch(tmp_path) -> None:
@@ -114,3 +118,31 @@ def test_final_training_on_text_resumes_exactly(compose_cfg, tmp_path) -> None:
     assert resumed["final"]["valid_perplexity"] == pytest.approx(straight["final"]["valid_perplexity"], rel=1e-6)
     written = json.loads((tmp_path / "straight" / "results.json").read_text())
     assert written["final"]["test_perplexity"] == straight["final"]["test_perplexity"]
+
+
+def test_variable_length_epochs_are_validated_once_at_their_end(tmp_path) -> None:
+    """Window counts differ per epoch (56, 63, 62, ... here): validation must still come once, after the last."""
+    seen: list[tuple[int, int]] = []
+
+    class Recording(LanguageModelModule):
+        def training_step(self, batch, batch_idx):
+            seen.append((self.current_epoch, batch_idx))
+            return super().training_step(batch, batch_idx)
+
+        def on_validation_epoch_start(self) -> None:
+            seen.append((self.current_epoch, -1))  # -1 marks a validation
+            super().on_validation_epoch_start()
+
+    write_text_corpus(tmp_path, "ptb", train_lines=200)
+    data = PTBDataModule(str(tmp_path), batch_size=4, eval_batch_size=2, bptt=8, phase="final", seed=0)
+    space = RNNSpace(2, output="all")
+    net = space.build_child(space.from_tokens([0, 0, 1, 1]), Task(41, (), "text", "text"), emb_size=8)
+    module = Recording(net, lr=20.0, bptt=8, epochs=4, asgd=False)
+    trainer = quiet_trainer(4)
+    trainer.fit(module, datamodule=data)
+    for epoch in range(4):
+        steps = [b for e, b in seen if e == epoch]
+        assert steps.count(-1) == 1 and steps[-1] == -1, f"epoch {epoch}: validation not once at the end"
+    counts = [sum(1 for e, b in seen if e == epoch and b >= 0) for epoch in range(4)]
+    assert len(set(counts)) > 1  # the epochs really had different numbers of windows
+    assert len(module.val_losses) == 4

@@ -128,8 +128,10 @@ class BPTTSampler(Sampler[tuple[int, int]]):
         # loop creates its iterator before it calls `set_epoch`; an eager list would replay epoch 0.
         yield from self.windows()
 
-    def __len__(self) -> int:
-        return len(self.windows())
+    # No __len__, on purpose: the number of windows changes from epoch to epoch. Lightning computes a
+    # sized loader's length once and validates when the batch index reaches it, so an epoch with fewer
+    # windows than the first would never validate and a longer one would validate before its end. An
+    # unsized loader is validated when it is exhausted: at every epoch's end.
 
 
 class StreamWindows(Dataset):

@@ -25,6 +25,9 @@ class Evaluator(ABC, Generic[G]):
     """Scores architectures; the strategy does not know how."""
 
     name: str = "evaluator"
+    # False for evaluators that read their scores from somewhere (a table, a planted function): the
+    # pipeline then builds no datamodule, so such searches run where the data is not.
+    needs_data: bool = True
 
     @abstractmethod
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:

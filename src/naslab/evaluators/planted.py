@@ -34,6 +34,7 @@ class PlantedEvaluator(Evaluator[G]):
     """`evaluator=planted`: a seeded synthetic score; no training, no data."""
 
     name = "planted"
+    needs_data = False
 
     def __init__(self, space: Space[G], seed: int = 0, noise: float = 0.0, interaction: float = 0.5, **_: Any):
         self.space, self.seed, self.noise, self.interaction = space, seed, noise, interaction

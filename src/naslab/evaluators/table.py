@@ -1,0 +1,180 @@
+"""`evaluator=table`: scores looked up in a file of measured results, for exact and fast studies.
+
+The search-phase study (file 003, Sec. 4.2) trains every architecture of a small space stand-alone
+with several seeds and uses the mean as ground truth. `mode=groundtruth` (`naslab.groundtruth`) writes
+such a file: one JSON line per (architecture, seed) trial, the archive format (`archive.jsonl`) with
+keys `seed<s>:<architecture key>`, so it is append-only, fsynced and resumable like any search. A
+`ResultTable` groups the trials per architecture (mean, std, per-seed values, epochs, cost), ranks them
+and prints them; `TableEvaluator` answers a strategy's queries from it in microseconds, so strategies
+can be compared over many seeds exactly. An architecture that is not in the table is a one-line error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from naslab.archive import Archive, ArchiveRecord
+from naslab.evaluators.base import Evaluation, Evaluator, G
+from naslab.spaces.base import Space
+
+VALUES = ("mean", "seed")
+
+
+def trial_key(seed: int, architecture_key: str) -> str:
+    """The archive key of one ground-truth trial."""
+    return f"seed{seed}:{architecture_key}"
+
+
+def split_trial_key(key: str) -> tuple[int, str]:
+    """(seed, architecture key) of a trial key; a one-line error for anything else."""
+    head, sep, rest = key.partition(":")
+    if not sep or not head.startswith("seed") or not head[4:].lstrip("-").isdigit():
+        raise ValueError(f"not a ground-truth trial key (seed<s>:<architecture>): {key[:80]!r}")
+    return int(head[4:]), rest
+
+
+@dataclass
+class TableEntry:
+    """Everything measured for one architecture, over its seeds."""
+
+    key: str
+    genotype: dict[str, Any]
+    readable: str
+    seeds: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    epochs: float | None = None
+    params: int | None = None
+    cost_seconds: float = 0.0
+    failed: int = 0
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds (0 for one seed)."""
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+    def value_for(self, seed: int) -> float:
+        """The measurement of one seed (the seed's own when measured, else seed modulo the seeds measured)."""
+        if seed in self.seeds:
+            return self.values[self.seeds.index(seed)]
+        return self.values[seed % len(self.values)]
+
+
+class ResultTable:
+    """Measured results per architecture, built from ground-truth trial records."""
+
+    def __init__(self, entries: Iterable[TableEntry], source: str = "") -> None:
+        self.entries = {e.key: e for e in entries}
+        self.source = source
+
+    @classmethod
+    def from_records(cls, records: Iterable[ArchiveRecord], source: str = "") -> "ResultTable":
+        entries: dict[str, TableEntry] = {}
+        for r in records:
+            seed, key = split_trial_key(r.key)
+            entry = entries.setdefault(key, TableEntry(key, r.genotype, r.readable))
+            entry.cost_seconds += r.wall_seconds
+            entry.epochs, entry.params = r.epochs, r.params if r.params is not None else entry.params
+            if r.error is not None or not math.isfinite(r.score):
+                entry.failed += 1
+                continue
+            entry.seeds.append(seed)
+            entry.values.append(float(r.score))
+        return cls(entries.values(), source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ResultTable":
+        """Reads a ground-truth file (`groundtruth.jsonl`); a missing file is a one-line error."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no ground-truth table at {path}: build one with mode=groundtruth (it writes groundtruth.jsonl)"
+            )
+        return cls.from_records(Archive(path, resume=True).records, str(path))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def lookup(self, key: str) -> TableEntry:
+        entry = self.entries.get(key)
+        if entry is None or not entry.values:
+            what = "has only failed trials of" if entry is not None else "has no"
+            raise KeyError(f"the table {self.source or ''} {what} architecture {key[:120]}".replace("  ", " "))
+        return entry
+
+    def ranked(self) -> list[TableEntry]:
+        """Architectures with a measurement, best mean first."""
+        return sorted((e for e in self.entries.values() if e.values), key=lambda e: -e.mean)
+
+    def rank_of(self, key: str) -> int:
+        """1-based rank of an architecture by mean (1 = best; ties share the better rank)."""
+        mean = self.lookup(key).mean
+        return 1 + sum(1 for e in self.entries.values() if e.values and e.mean > mean)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "rank": self.rank_of(e.key),
+                "mean": round(e.mean, 6),
+                "std": round(e.std, 6),
+                "seeds": len(e.values),
+                "failed": e.failed,
+                "values": " ".join(f"{v:.4f}" for v in e.values),
+                "epochs": e.epochs,
+                "params": e.params,
+                "cost_seconds": round(e.cost_seconds, 2),
+                "genotype": e.readable,
+            }
+            for e in self.ranked()
+        ]
+
+    def to_csv(self) -> str:
+        rows = self.rows()
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["rank"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+
+    def to_markdown(self) -> str:
+        lines = ["| rank | mean +- std | seeds | params | genotype |", "|---:|---|---:|---:|---|"]
+        for row in self.rows():
+            lines.append(
+                f"| {row['rank']} | {row['mean']:.4f} +- {row['std']:.4f} | {row['seeds']} | "
+                f"{row['params'] if row['params'] is not None else ''} | `{row['genotype']}` |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+class TableEvaluator(Evaluator[G]):
+    """Looks every architecture up in a ground-truth table; `value=mean` or one seed's measurement."""
+
+    name = "table"
+    needs_data = False
+
+    def __init__(self, space: Space[G], path: str, value: str = "mean", seed: int = 0, **_: Any) -> None:
+        if value not in VALUES:
+            raise ValueError(f"evaluator.value must be one of {', '.join(VALUES)}, got {value!r}")
+        self.space, self.value, self.seed = space, value, seed
+        self.table = ResultTable.load(path)
+
+    def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
+        out = []
+        for g in genotypes:
+            start = time.perf_counter()
+            entry = self.table.lookup(self.space.key(g))
+            score = entry.mean if self.value == "mean" else entry.value_for(self.seed)
+            extra = {"std": entry.std, "seeds": len(entry.values), "cost_seconds": entry.cost_seconds}
+            out.append(Evaluation(score, entry.params, entry.epochs, time.perf_counter() - start, extra=extra))
+        return out

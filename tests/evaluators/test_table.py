@@ -1,0 +1,148 @@
+"""The ground-truth table: aggregation by hand, lookups and their errors, the builder and its resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from naslab.archive import ArchiveRecord
+from naslab.evaluators.planted import PlantedEvaluator
+from naslab.evaluators.table import ResultTable, TableEvaluator, split_trial_key, trial_key
+from naslab.groundtruth import build_ground_truth
+from naslab.pipeline import run
+from naslab.spaces.rnn import RNNSpace
+from tests.fake_data import write_text_corpus
+
+SPACE = RNNSpace(2, output="all")
+
+
+def trial(seed: int, tokens: list[int], score: float, error: str | None = None, seconds: float = 1.0) -> ArchiveRecord:
+    g = SPACE.from_tokens(tokens)
+    return ArchiveRecord(
+        0, trial_key(seed, SPACE.key(g)), SPACE.to_dict(g), SPACE.describe(g), score, seed, 3.0, 100, seconds, error
+    )
+
+
+def test_table_aggregates_seeds_and_ranks_as_computed_by_hand() -> None:
+    a, b, c = [0, 0, 0, 0], [0, 1, 1, 2], [0, 3, 0, 3]
+    records = [
+        trial(0, a, 0.50),
+        trial(1, a, 0.70),
+        trial(2, a, 0.60),  # mean 0.6, sample std 0.1
+        trial(0, b, 0.80),
+        trial(1, b, 0.80),  # mean 0.8, std 0
+        trial(0, c, 0.60),
+        trial(1, c, float("nan"), error="NaN loss"),  # one failed seed
+    ]
+    table = ResultTable.from_records(records)
+    ea, eb, ec = (table.lookup(SPACE.key(SPACE.from_tokens(t))) for t in (a, b, c))
+    assert ea.mean == pytest.approx(0.6) and ea.std == pytest.approx(0.1) and ea.seeds == [0, 1, 2]
+    assert eb.mean == pytest.approx(0.8) and eb.std == 0.0
+    assert ec.values == [0.6] and ec.failed == 1 and ec.cost_seconds == pytest.approx(2.0)
+    assert [table.rank_of(e.key) for e in (eb, ea, ec)] == [1, 2, 2]  # a and c tie at 0.6: both rank 2
+    assert [e.key for e in table.ranked()][0] == eb.key
+    assert ea.value_for(1) == 0.70 and ea.value_for(4) == 0.70  # seed 4 -> 4 % 3 = 1
+    markdown, text = table.to_markdown(), table.to_csv()
+    assert "| 1 | 0.8000 +- 0.0000 | 2 |" in markdown and "0.6000 +- 0.1000" in markdown
+    assert text.splitlines()[0].startswith("rank,mean,std,seeds,failed,values")
+
+
+def test_trial_keys_round_trip_and_reject_other_keys() -> None:
+    assert split_trial_key(trial_key(7, '{"a": 1}')) == (7, '{"a": 1}')
+    with pytest.raises(ValueError, match="not a ground-truth trial key"):
+        split_trial_key('epoch3:{"a": 1}')
+
+
+def test_table_evaluator_looks_up_and_names_what_is_missing(tmp_path) -> None:
+    table = build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s, noise=0.3), [0, 1], tmp_path)
+    evaluator = TableEvaluator(SPACE, str(tmp_path / "groundtruth.jsonl"))
+    g = SPACE.from_tokens([0, 2, 1, 3])
+    (evaluation,) = evaluator.evaluate([g])
+    entry = table.lookup(SPACE.key(g))
+    assert evaluation.score == pytest.approx(np.mean(entry.values)) and evaluation.extra["seeds"] == 2
+    one = TableEvaluator(SPACE, str(tmp_path / "groundtruth.jsonl"), value="seed", seed=1).evaluate([g])[0]
+    assert one.score == entry.value_for(1) == PlantedEvaluator(SPACE, seed=1, noise=0.3).score(g)
+    bigger = RNNSpace(3, output="all")
+    with pytest.raises(KeyError, match="has no architecture"):
+        TableEvaluator(bigger, str(tmp_path / "groundtruth.jsonl")).evaluate([bigger.from_tokens([0, 0, 0, 0, 0, 0])])
+    with pytest.raises(FileNotFoundError, match="mode=groundtruth"):
+        TableEvaluator(SPACE, str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="evaluator.value"):
+        TableEvaluator(SPACE, str(tmp_path / "groundtruth.jsonl"), value="median")
+
+
+class Counting(PlantedEvaluator):
+    calls = 0
+
+    def evaluate(self, genotypes):
+        Counting.calls += len(genotypes)
+        return super().evaluate(genotypes)
+
+
+def test_builder_trains_every_architecture_per_seed_and_resumes_with_only_the_missing_trials(tmp_path) -> None:
+    Counting.calls = 0
+    first = build_ground_truth(SPACE, lambda s: Counting(SPACE, seed=s, noise=0.2), [0], tmp_path)
+    assert Counting.calls == 32 and len(first) == 32 and all(len(e.values) == 1 for e in first.entries.values())
+    with pytest.raises(FileExistsError):
+        build_ground_truth(SPACE, lambda s: Counting(SPACE, seed=s), [0, 1], tmp_path)  # no silent overwrite
+    second = build_ground_truth(SPACE, lambda s: Counting(SPACE, seed=s, noise=0.2), [0, 1], tmp_path, resume=True)
+    assert Counting.calls == 64 and all(e.seeds == [0, 1] for e in second.entries.values())
+    lines = (tmp_path / "groundtruth.jsonl").read_text().splitlines()
+    assert len(lines) == 64 and len({json.loads(line)["key"] for line in lines}) == 64
+    assert (tmp_path / "groundtruth.md").read_text().count("\n") == 32 + 2
+
+
+def test_groundtruth_mode_then_a_table_search_without_any_data(compose_cfg, tmp_path) -> None:
+    truth_dir = tmp_path / "truth"
+    results = run(
+        compose_cfg(
+            "mode=groundtruth",
+            "space=rnn_small",
+            "evaluator=planted",
+            "evaluator.noise=0.2",
+            "groundtruth.seeds=[0,1,2]",
+            run_dir=truth_dir,
+        )
+    )
+    block = results["groundtruth"]
+    assert block["architectures"] == 32 and block["trials"] == 96 and block["seeds"] == [0, 1, 2]
+    assert (truth_dir / "genotype.json").exists() and (truth_dir / "groundtruth.csv").exists()
+    table = ResultTable.load(truth_dir / "groundtruth.jsonl")
+    assert block["best_mean"] == pytest.approx(table.ranked()[0].mean)
+    search = run(
+        compose_cfg(
+            "mode=search",
+            "dataset=ptb",
+            "paths.data_dir=/nonexistent",
+            "space=rnn_small",
+            "strategy=random",
+            "evaluator=table",
+            f"evaluator.path={truth_dir / 'groundtruth.jsonl'}",
+            "search.num_architectures=32",
+            "search.batch_size=8",
+            run_dir=tmp_path / "search",
+        )
+    )
+    assert search["search"]["num_evaluated"] == 32  # the whole space, looked up: no data was read
+    assert search["search"]["best_score"] == pytest.approx(table.ranked()[0].mean)
+
+
+def test_groundtruth_trains_the_32_cells_on_a_ptb_format_corpus(compose_cfg, tmp_path) -> None:
+    write_text_corpus(tmp_path / "data", "ptb")
+    results = run(
+        compose_cfg(
+            "mode=groundtruth",
+            "dataset=ptb",
+            "space=rnn_small",
+            "evaluator=standalone",
+            "debug=fast",
+            "groundtruth.seeds=[0]",
+            f"paths.data_dir={tmp_path / 'data'}",
+        )
+    )
+    assert results["groundtruth"]["architectures"] == 32 and results["groundtruth"]["trials"] == 32
+    table = ResultTable.load(tmp_path / "run" / "groundtruth.jsonl")
+    scores = [e.mean for e in table.ranked()]
+    assert len(set(np.round(scores, 9))) > 16 and all(0 < s < 80 / 1.0 for s in scores)  # 80 / perplexity
