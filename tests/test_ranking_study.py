@@ -18,7 +18,7 @@ from tests.fake_data import write_text_corpus
 
 
 def test_kendall_tau_of_known_permutations() -> None:
-    study = RankingStudy(["a", "b", "c", "d"], [4.0, 3.0, 2.0, 1.0])
+    study = RankingStudy(list("abcd"), ["a", "b", "c", "d"], [4.0, 3.0, 2.0, 1.0])
     study.shared = {0: [0.4, 0.3, 0.2, 0.1], 1: [0.1, 0.2, 0.3, 0.4], 2: [0.4, 0.3, 0.1, 0.2]}
     assert study.tau(0) == pytest.approx(1.0) and study.tau(1) == pytest.approx(-1.0)
     assert study.tau(2) == pytest.approx((5 - 1) / 6)  # one discordant pair (c, d) of six
@@ -28,6 +28,7 @@ def test_kendall_tau_of_known_permutations() -> None:
     rows = list(csv.DictReader(io.StringIO(study.to_csv())))
     assert [r["shared_rank_seed2"] for r in rows] == ["1", "2", "4", "3"] and rows[0]["truth_rank"] == "1"
     assert "| 2 | 0.667 |" in study.to_markdown()
+    assert study.shared_favourite() == "a"  # mean shared scores 0.3, 0.267, 0.2, 0.233
 
 
 def test_subspace_fixes_decisions_and_keeps_the_base_genotypes() -> None:

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from naslab.analysis.prediction_plot import plot_predicted_vs_measured
 from naslab.analysis.search_plot import plot_search_curve
+from naslab.evaluators.base import Evaluator
 from naslab.evaluators.table import ResultTable
-from naslab.groundtruth import build_ground_truth, distinct_architectures
+from naslab.groundtruth import build_ground_truth
 from naslab.loggers import (
     close_logger,
     filter_known_warnings,
@@ -178,9 +178,7 @@ def _search(
     datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
     strategy = instantiate(cfg.strategy, space=space)
     # A table or planted evaluator needs no data: such searches run where the data is not.
-    needs_data = isinstance(strategy, GradientStrategy) or getattr(
-        get_class(str(cfg.evaluator._target_)), "needs_data", True
-    )
+    needs_data = isinstance(strategy, GradientStrategy) or _evaluator_class(cfg).needs_data
     task = _task(cfg, datamodule_factory()) if needs_data else None
     results["strategy"] = strategy.name
     if isinstance(strategy, GradientStrategy):  # DARTS: its own supernet stands in for the evaluator
@@ -216,6 +214,11 @@ def _search(
     return outcome.best_genotype
 
 
+def _evaluator_class(cfg: DictConfig) -> type[Evaluator[Any]]:
+    """The class `cfg.evaluator` names: its `name` and whether it `needs_data`, without building it."""
+    return get_class(str(cfg.evaluator._target_))
+
+
 def _evaluator(cfg: DictConfig, space: Space[Any], task: Task | None, trainer_factory: Any, **overrides: Any) -> Any:
     """`cfg.evaluator` built for `space` (the Task dataclass stays a Task, config dicts plain dicts)."""
     datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
@@ -235,8 +238,7 @@ def _ground_truth(
 ) -> Any:
     """mode=groundtruth: every architecture x `groundtruth.seeds`; returns the best architecture by mean."""
     start = time.perf_counter()
-    needs_data = getattr(get_class(str(cfg.evaluator._target_)), "needs_data", True)
-    task = _task(cfg, _datamodule(cfg, "search")) if needs_data else None
+    task = _task(cfg, _datamodule(cfg, "search")) if _evaluator_class(cfg).needs_data else None
     seeds = [int(s) for s in cfg.groundtruth.seeds]
     table = build_ground_truth(
         space,
@@ -248,7 +250,7 @@ def _ground_truth(
     ranked = table.ranked()
     if not ranked:
         raise RuntimeError(f"every ground-truth trial failed; see {run_dir / 'groundtruth.jsonl'}")
-    results["evaluator"] = getattr(get_class(str(cfg.evaluator._target_)), "name", None)
+    results["evaluator"] = _evaluator_class(cfg).name
     results["groundtruth"] = {
         "architectures": len(table),
         "seeds": seeds,
@@ -258,7 +260,8 @@ def _ground_truth(
         "wall_seconds": time.perf_counter() - start,
         "table": str(run_dir / "groundtruth.jsonl"),
     }
-    log_table(logger, "groundtruth/table", tuple(table.rows()[0]), [tuple(r.values()) for r in table.rows()])
+    rows = table.rows()
+    log_table(logger, "groundtruth/table", tuple(rows[0]), [tuple(r.values()) for r in rows])
     return space.genotype_from_dict(ranked[0].genotype)
 
 
@@ -279,15 +282,12 @@ def _ranking(
         run_dir,
         resume=bool(cfg.resume),
     )
-    results["evaluator"] = getattr(get_class(str(cfg.evaluator._target_)), "name", None)
+    results["evaluator"] = _evaluator_class(cfg).name
     results["ranking"] = study.summary()
     log_metrics(logger, {"ranking/kendall_tau_mean": results["ranking"]["kendall_tau_mean"]})
     log_images(logger, "ranking", [run_dir / "ranking.png"])
     log.info("weight-sharing ranking: %s", json.dumps(results["ranking"]))
-    # The architecture the shared weights rank first, averaged over seeds.
-    mean_shared = np.mean([scores for scores in study.shared.values()], axis=0)
-    every = distinct_architectures(space, space.enumerate())
-    return every[int(np.argmax(mean_shared))]
+    return study.shared_favourite()
 
 
 def _ask_tell_search(

@@ -38,9 +38,14 @@ log = logging.getLogger(__name__)
 class RankingStudy:
     """Ground truth and shared-weight scores of every architecture, per seed."""
 
+    genotypes: list[Any]
     readable: list[str]
     truth: list[float]
     shared: dict[int, list[float]] = field(default_factory=dict)
+
+    def shared_favourite(self) -> Any:
+        """The architecture with the best shared-weight score averaged over seeds."""
+        return self.genotypes[int(np.argmax(np.mean(list(self.shared.values()), axis=0)))]
 
     def tau(self, seed: int) -> float:
         return kendall_tau(self.truth, self.shared[seed])
@@ -116,7 +121,7 @@ def run_ranking_study(
     """Trains one shared supernet per seed (uniform sampling) and ranks every architecture with it."""
     run_dir = Path(run_dir)
     every = distinct_architectures(space, space.enumerate())
-    study = RankingStudy([space.describe(g) for g in every], [table.lookup(space.key(g)).mean for g in every])
+    study = RankingStudy(every, [space.describe(g) for g in every], [table.lookup(space.key(g)).mean for g in every])
     for seed in seeds:
         L.seed_everything(seed, workers=True, verbose=False)
         evaluator = make_evaluator(seed)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from scipy import stats
 
 from naslab.archive import Archive, ArchiveRecord
 from naslab.evaluators.base import Evaluation, Evaluator, G
@@ -123,9 +124,11 @@ class ResultTable:
         return 1 + sum(1 for e in self.entries.values() if e.values and e.mean > mean)
 
     def rows(self) -> list[dict[str, Any]]:
+        ranked = self.ranked()
+        ranks = stats.rankdata([-e.mean for e in ranked], method="min")  # ties share the better rank, as rank_of
         return [
             {
-                "rank": self.rank_of(e.key),
+                "rank": int(rank),
                 "mean": round(e.mean, 6),
                 "std": round(e.std, 6),
                 "seeds": len(e.values),
@@ -136,7 +139,7 @@ class ResultTable:
                 "cost_seconds": round(e.cost_seconds, 2),
                 "genotype": e.readable,
             }
-            for e in self.ranked()
+            for e, rank in zip(ranked, ranks)
         ]
 
     def to_csv(self) -> str:
