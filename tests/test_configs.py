@@ -64,7 +64,7 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
     if probe.mode in ("search", "search_train"):
         if results["strategy"] == "darts":  # one derivation per search epoch; no evaluator
             assert results["evaluator"] is None and results["search"]["num_evaluated"] == probe_fast_epochs(preset)
-        elif results["evaluator"] == "standalone":
+        elif results["evaluator"] in ("standalone", "table"):
             assert results["search"]["num_evaluated"] == 2  # debug=fast: two architectures
         else:  # weight sharing also archives every strategy-phase score, then 2 derived architectures
             assert results["search"]["num_evaluated"] > 2

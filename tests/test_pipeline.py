@@ -12,7 +12,7 @@ from naslab.data import MissingDataError
 from naslab.pipeline import run
 from naslab.spaces import GenotypeError
 
-RESULT_KEYS = {"mode", "dataset", "space", "strategy", "evaluator", "seed", "genotype", "search", "final"}
+RESULT_KEYS = {"mode", "dataset", "space", "strategy", "evaluator", "seed", "genotype", "genotype_key", "search", "final"}
 
 
 def read_archive(run_dir: Path) -> list[dict]:
@@ -36,6 +36,7 @@ def test_search_train_writes_every_output(compose_cfg, tmp_path) -> None:
     best = max(archive, key=lambda r: r["score"])
     assert results["search"]["best_score"] == best["score"]
     assert json.loads((run_dir / "genotype.json").read_text())["readable"] == results["genotype"] == best["readable"]
+    assert results["genotype_key"] == best["key"]  # the found architecture's identity in archives and tables
     for name in ("normal", "reduce", "search_curve"):
         assert (run_dir / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run_dir / "normal.dot").exists() and (run_dir / "reduce.dot").exists()

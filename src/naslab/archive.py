@@ -49,19 +49,10 @@ class Archive:
         self._by_key = {r.key: r for r in self.records}
 
     def _read(self) -> Iterator[ArchiveRecord]:
-        lines = self.path.read_text().splitlines(keepends=True)
         good_bytes = 0
-        for n, line in enumerate(lines):
-            if line.strip():
-                try:
-                    record = ArchiveRecord(**json.loads(line))
-                except (json.JSONDecodeError, TypeError) as err:
-                    if n == len(lines) - 1:  # a line cut by a kill mid-write: it is re-evaluated
-                        log.warning("dropping a truncated last line of %s: %s", self.path, err)
-                        break
-                    raise ValueError(f"{self.path} line {n + 1} is not an archive record: {err}") from None
-                yield record
-            good_bytes += len(line.encode())
+        for record, end in _parse(self.path):
+            yield record
+            good_bytes = end
         # Cut what was dropped, and end the last record's line (a kill may have come between the
         # record and its newline), so that the next append starts on a fresh line.
         with self.path.open("r+b") as f:
@@ -92,3 +83,29 @@ class Archive:
     def best(self) -> ArchiveRecord | None:
         scored = [r for r in self.records if r.error is None]
         return max(scored, key=lambda r: r.score) if scored else None
+
+
+def read_records(path: str | Path) -> list[ArchiveRecord]:
+    """The records of an archive file, read only: a file another process still appends to is left as it
+    is (a half-written last line is skipped, not cut), e.g. a ground truth being built or a live study."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [record for record, _ in _parse(path)]
+
+
+def _parse(path: Path) -> Iterator[tuple[ArchiveRecord, int]]:
+    """(record, byte offset after its line) for every record; a truncated last line is dropped with a warning."""
+    lines = path.read_text().splitlines(keepends=True)
+    good_bytes = 0
+    for n, line in enumerate(lines):
+        good_bytes += len(line.encode())
+        if line.strip():
+            try:
+                record = ArchiveRecord(**json.loads(line))
+            except (json.JSONDecodeError, TypeError) as err:
+                if n == len(lines) - 1:  # a line cut by a kill mid-write: it is re-evaluated
+                    log.warning("dropping a truncated last line of %s: %s", path, err)
+                    return
+                raise ValueError(f"{path} line {n + 1} is not an archive record: {err}") from None
+            yield record, good_bytes

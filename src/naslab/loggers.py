@@ -65,6 +65,12 @@ def log_table(logger: Logger | None, key: str, columns: Sequence[str], rows: Seq
         logger.log_table(key=key, columns=list(columns), data=[list(r) for r in rows])
 
 
+def log_summary(logger: Logger | None, values: dict[str, Any]) -> None:
+    """Puts values in the W&B run's summary (e.g. results.json, for a report built from a W&B group)."""
+    if isinstance(logger, WandbLogger):
+        logger.experiment.summary.update(values)
+
+
 def log_metrics(logger: Logger | None, metrics: dict[str, float], step: int | None = None) -> None:
     if logger is not None:
         logger.log_metrics(metrics, step=step)

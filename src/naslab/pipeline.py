@@ -14,11 +14,13 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from naslab.analysis.prediction_plot import plot_predicted_vs_measured
 from naslab.analysis.search_plot import plot_search_curve
+from naslab.analysis.study import load_wandb_runs
 from naslab.evaluators.base import Evaluator
 from naslab.evaluators.table import ResultTable
 from naslab.groundtruth import build_ground_truth
@@ -28,9 +30,11 @@ from naslab.loggers import (
     hyperparameters,
     log_images,
     log_metrics,
+    log_summary,
     log_table,
 )
 from naslab.ranking_study import run_ranking_study
+from naslab.report import study_table, write_report
 from naslab.search import run_search
 from naslab.spaces.base import Space, Task
 from naslab.spaces.published import load_genotype_data
@@ -41,7 +45,7 @@ from naslab.train.objectives import reward_perplexity
 
 log = logging.getLogger(__name__)
 
-MODES = ("search", "train", "search_train", "summary", "groundtruth", "ranking")
+MODES = ("search", "train", "search_train", "summary", "groundtruth", "ranking", "report")
 
 
 def _datamodule(cfg: DictConfig, phase: str, **overrides: Any) -> L.LightningDataModule:
@@ -68,29 +72,56 @@ def owns_supernet(cfg: DictConfig) -> bool:
     return issubclass(get_class(str(cfg.strategy._target_)), GradientStrategy)
 
 
-def run_group(cfg: DictConfig) -> str:
-    """The W&B group of a run: runs that differ only in their seed share it, so W&B aggregates them.
-
-    Made of the config choices (dataset, space, strategy, evaluator and the experiment preset, as
-    Hydra recorded them), e.g. `digits/micro_small/nao+standalone`; `logger.group=...` overrides it.
-    """
+def _setting(cfg: DictConfig) -> tuple[list[str], str | None]:
+    """([dataset, space, strategy, evaluator], experiment) as Hydra recorded the choices (class names without Hydra)."""
     choices: dict[str, Any] = {}
     if HydraConfig.initialized():
         choices = dict(HydraConfig.get().runtime.choices)
     names = [str(cfg.dataset.name)]
     for key in ("space", "strategy", "evaluator"):
         names.append(str(choices.get(key) or cfg[key]._target_.rsplit(".", 1)[-1]))
+    return names, choices.get("experiment")
+
+
+def run_group(cfg: DictConfig) -> str:
+    """The W&B group of a run: runs that differ only in their seed share it, so W&B aggregates them.
+
+    Made of the config choices (dataset, space, strategy, evaluator and the experiment preset, as
+    Hydra recorded them), e.g. `digits/micro_small/nao+standalone`; `logger.group=...` overrides it.
+    """
+    names, experiment = _setting(cfg)
     group = f"{names[0]}/{names[1]}/{names[2]}" + ("" if owns_supernet(cfg) else f"+{names[3]}")
-    experiment = choices.get("experiment")
     return f"{experiment}:{group}" if experiment else group
+
+
+def logger_names(cfg: DictConfig) -> dict[str, str]:
+    """The W&B group and run name a run gets when `logger.group` / `logger.name` are left null.
+
+    Runs of one `study=` share its group (`study_group`) and are named `<strategy>+<evaluator>/seed<s>`;
+    otherwise the group is the setting (`run_group`), so the seeds of one setting are aggregated together.
+    """
+    names: dict[str, str] = {}
+    if "group" in cfg.logger and cfg.logger.group is None:
+        names["group"] = study_group(cfg) if cfg.get("study") else run_group(cfg)
+    if cfg.get("study") and "name" in cfg.logger and cfg.logger.name is None and cfg.mode != "report":
+        setting, _ = _setting(cfg)
+        method = setting[2] if owns_supernet(cfg) else f"{setting[2]}+{setting[3]}"
+        names["name"] = f"{method}/seed{cfg.seed}"
+    return names
+
+
+def study_group(cfg: DictConfig) -> str:
+    """A study's W&B group: `<study>/<sweep dir name>` in a multirun (one group per sweep, so re-runs and
+    debug trials do not mix into it), the study's name otherwise."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{cfg.study}/{Path(HydraConfig.get().sweep.dir).name}"
+    return str(cfg.study)
 
 
 def _logger(cfg: DictConfig) -> Any:
     if not cfg.get("logger"):
         return None
-    if "group" in cfg.logger and cfg.logger.group is None:
-        return instantiate(cfg.logger, group=run_group(cfg))
-    return instantiate(cfg.logger)
+    return instantiate(cfg.logger, **logger_names(cfg))
 
 
 def _write_genotype_outputs(space: Space[Any], genotype: Any, run_dir: Path, logger: Any) -> None:
@@ -121,6 +152,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "evaluator": None,
         "seed": int(cfg.seed),
         "genotype": None,
+        "genotype_key": None,
         "search": None,
         "final": None,
     }
@@ -139,9 +171,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             genotype = _ground_truth(cfg, space, trainer_factory, run_dir, logger, results)
         elif cfg.mode == "ranking":
             genotype = _ranking(cfg, space, trainer_factory, run_dir, logger, results)
+        elif cfg.mode == "report":
+            results["report"] = _report(cfg, run_dir, logger)
+            status = "success"
+            return results
         else:
             genotype = _load_genotype(cfg, space)
         results["genotype"] = space.describe(genotype)
+        results["genotype_key"] = space.key(genotype)  # the architecture's identity, e.g. in a ground-truth table
         _write_genotype_outputs(space, genotype, run_dir, logger)
 
         if cfg.mode == "summary":
@@ -157,12 +194,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 run_dir,
                 OmegaConf.to_container(cfg.train, resolve=True),
                 logger,
-                int(cfg.seed),
+                int(cfg.seed if cfg.train.get("seed") is None else cfg.train.seed),
                 bool(cfg.resume),
             )
             log_metrics(logger, {f"final/{k}": float(v) for k, v in results["final"].items() if v is not None})
         status = "success"
         log.info("results: %s", json.dumps(results))
+        log_summary(logger, {"results": results})  # what a study report read from W&B needs
         return results
     except Exception as err:
         results["error"] = f"{type(err).__name__}: {err}"  # a failed run still says what it got to
@@ -288,6 +326,22 @@ def _ranking(
     log_images(logger, "ranking", [run_dir / "ranking.png"])
     log.info("weight-sharing ranking: %s", json.dumps(results["ranking"]))
     return study.shared_favourite()
+
+
+def _report(cfg: DictConfig, run_dir: Path, logger: Any) -> dict[str, Any]:
+    """mode=report: the study under `report.dir` (or in W&B group `report.wandb_group`) as tables and pictures."""
+    runs = None
+    if cfg.report.get("wandb_group"):
+        runs = load_wandb_runs(str(cfg.report.wandb_group), str(cfg.report.wandb_project))
+    elif not cfg.report.get("dir"):
+        raise ValueError("mode=report needs report.dir=<sweep dir of a study> or report.wandb_group=<its group>")
+    report, pictures = write_report(cfg.report.get("dir"), run_dir, study_table(cfg, cfg.report.get("dir")), runs=runs)
+    print(report.to_markdown())
+    rows = report.rows()
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    log_table(logger, "report/methods", columns, [[row.get(c) for c in columns] for row in rows])
+    log_images(logger, "report", pictures)
+    return report.summary()
 
 
 def _ask_tell_search(

@@ -9,6 +9,7 @@ import pytest
 
 from naslab.archive import ArchiveRecord
 from naslab.evaluators.planted import PlantedEvaluator
+from naslab.evaluators.standalone import StandaloneEvaluator
 from naslab.evaluators.table import ResultTable, TableEvaluator, split_trial_key, trial_key
 from naslab.groundtruth import build_ground_truth
 from naslab.pipeline import run
@@ -146,3 +147,62 @@ def test_groundtruth_trains_the_32_cells_on_a_ptb_format_corpus(compose_cfg, tmp
     table = ResultTable.load(tmp_path / "run" / "groundtruth.jsonl")
     scores = [e.mean for e in table.ranked()]
     assert len(set(np.round(scores, 9))) > 16 and all(0 < s < 80 / 1.0 for s in scores)  # 80 / perplexity
+
+
+def curve_trial(seed: int, tokens: list[int], curve: list[float]) -> ArchiveRecord:
+    record = trial(seed, tokens, curve[-1])
+    record.extra["curve"] = [[epoch + 1, score] for epoch, score in enumerate(curve)]
+    return record
+
+
+def test_rank_evolution_ranks_seed_means_at_every_epoch() -> None:
+    a, b, c = [0, 0, 0, 0], [0, 1, 1, 2], [0, 3, 0, 3]
+    table = ResultTable.from_records(
+        [
+            curve_trial(0, a, [0.1, 0.5, 0.9]),
+            curve_trial(1, a, [0.3, 0.5, 0.7]),  # means 0.2, 0.5, 0.8: last, then tied, then first
+            curve_trial(0, b, [0.6, 0.5, 0.6]),  # leads early, ends second
+            curve_trial(0, c, [0.4, 0.4, 0.1]),
+        ]
+    )
+    epochs, entries, ranks = table.rank_evolution()
+    assert epochs == [1, 2, 3]
+    assert [e.readable for e in entries] == [SPACE.describe(SPACE.from_tokens(t)) for t in (a, b, c)]
+    assert ranks.tolist() == [[3, 1, 1], [1, 1, 2], [2, 3, 3]]  # a and b tie at epoch 2: both rank 1
+    assert ResultTable.from_records([trial(0, a, 0.5)]).rank_evolution()[0] == []  # no curves, no epochs
+
+
+def test_packaged_table_loads_by_name_and_reading_never_cuts_a_live_file(tmp_path) -> None:
+    table = ResultTable.load("ptb_rnn_small_e1")  # measured on real PTB, shipped with naslab
+    assert len(table) == 32 and all(len(e.values) == 4 for e in table.ranked())
+    assert all(0 < e.mean < 0.2 for e in table.ranked())  # 80 / perplexity of barely trained models
+    epochs, entries, ranks = ResultTable.load("ptb_rnn_small_e3").rank_evolution()  # with learning curves
+    assert epochs == [1, 2, 3] and len(entries) == 32 and sorted(ranks[:, -1]) == list(range(1, 33))
+    with pytest.raises(FileNotFoundError, match="ptb_rnn_small_e1"):  # the error names what exists
+        ResultTable.load("no_such_table")
+    path = tmp_path / "groundtruth.jsonl"
+    line = json.dumps(trial(0, [0, 0, 0, 0], 0.5).__dict__)
+    path.write_text(line + "\n" + line[:20])  # a writer is half-way through its next record
+    assert len(ResultTable.load(path)) == 1
+    assert path.read_text().endswith(line[:20])  # read-only: the half line is still there for the writer
+
+
+def test_standalone_evaluator_records_the_learning_curve_when_asked(compose_cfg, tmp_path) -> None:
+    results = run(
+        compose_cfg(
+            "mode=groundtruth",
+            "space=macro",
+            "space.num_layers=1",
+            "space.op_set=[conv_3x3,max_pool_3x3]",
+            "debug=fast",
+            "evaluator.epochs=2",
+            "evaluator.validate_every=1",
+            "groundtruth.seeds=[0]",
+        )
+    )
+    table = ResultTable.load(results["groundtruth"]["table"])
+    for entry in table.ranked():
+        (curve,) = entry.curves.values()
+        assert sorted(curve) == [1, 2] and curve[2] == pytest.approx(entry.mean)  # the last point is the score
+    with pytest.raises(ValueError, match="must divide"):  # the last epoch would not be validated
+        StandaloneEvaluator(SPACE, None, lambda **_: None, None, epochs=3, validate_every=2)

@@ -56,7 +56,11 @@ class StandaloneEvaluator(Evaluator[G]):
         gpus_per_trial: float = 0,
         network: dict[str, Any] | None = None,
         lm: dict[str, Any] | None = None,
+        validate_every: int | None = None,
     ):
+        if validate_every is not None and (validate_every < 1 or epochs % validate_every):
+            raise ValueError(f"evaluator.validate_every={validate_every} must divide evaluator.epochs={epochs}")
+        self.validate_every = validate_every
         self.space, self.task = space, task
         self.datamodule = datamodule_factory(batch_size=batch_size)
         self.trainer_factory = trainer_factory
@@ -141,6 +145,7 @@ class StandaloneEvaluator(Evaluator[G]):
         network = self.space.build_child(genotype, self.task, **self.network_kwargs)
         params = count_parameters(network)
         module, trainer_options = training_module(self.task, network, self.epochs, self.module_kwargs)
+        curve = ValidationCurve(self.task)
         with quiet_lightning():
             trainer = self.trainer_factory(
                 max_epochs=self.epochs,
@@ -149,7 +154,9 @@ class StandaloneEvaluator(Evaluator[G]):
                 enable_progress_bar=False,
                 enable_model_summary=False,
                 num_sanity_val_steps=0,
-                check_val_every_n_epoch=self.epochs,  # validate once, after the last epoch
+                # validate once, after the last epoch, unless the learning curve is asked for
+                check_val_every_n_epoch=self.validate_every or self.epochs,
+                callbacks=[curve] if self.validate_every else None,
                 **trainer_options,
                 **self.trainer_overrides,
             )
@@ -162,4 +169,18 @@ class StandaloneEvaluator(Evaluator[G]):
                 0.0, params, self.epochs, time.perf_counter() - start, error=str(err), extra=self.fidelity
             )
         score, measured = validation_score(self.task, trainer.callback_metrics)
-        return Evaluation(score, params, self.epochs, time.perf_counter() - start, extra={**self.fidelity, **measured})
+        extra = {**self.fidelity, **measured, **({"curve": curve.points} if self.validate_every else {})}
+        return Evaluation(score, params, self.epochs, time.perf_counter() - start, extra=extra)
+
+
+class ValidationCurve(L.Callback):
+    """Records [epoch, validation score] after every validation: the ground truth's rank evolution."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.points: list[list[float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            score, _ = validation_score(self.task, trainer.callback_metrics)
+            self.points.append([trainer.current_epoch + 1, score])

@@ -22,11 +22,29 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import stats
 
-from naslab.archive import Archive, ArchiveRecord
+from naslab.archive import ArchiveRecord, read_records
 from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.spaces.base import Space
 
 VALUES = ("mean", "seed")
+TABLES_DIR = Path(__file__).parent / "tables"  # measured ground truths shipped with naslab (tables/README.md)
+
+
+def packaged_tables() -> list[str]:
+    """Names of the ground-truth tables that ship with naslab (`evaluator.path=<name>` finds them)."""
+    return sorted(p.stem for p in TABLES_DIR.glob("*.jsonl"))
+
+
+def resolve_table(path: str | Path) -> Path:
+    """A table file: `path` itself, or a packaged table's name; a one-line error saying what exists."""
+    if Path(path).is_file():
+        return Path(path)
+    if (TABLES_DIR / f"{path}.jsonl").is_file():
+        return TABLES_DIR / f"{path}.jsonl"
+    raise FileNotFoundError(
+        f"no ground-truth table at {path}: build one with mode=groundtruth (it writes groundtruth.jsonl) "
+        f"or name a packaged one ({', '.join(packaged_tables())})"
+    )
 
 
 def trial_key(seed: int, architecture_key: str) -> str:
@@ -55,6 +73,7 @@ class TableEntry:
     params: int | None = None
     cost_seconds: float = 0.0
     failed: int = 0
+    curves: dict[int, dict[int, float]] = field(default_factory=dict)  # seed -> {epoch: validation score}
 
     @property
     def mean(self) -> float:
@@ -92,17 +111,15 @@ class ResultTable:
                 continue
             entry.seeds.append(seed)
             entry.values.append(float(r.score))
+            if r.extra.get("curve"):  # evaluator.validate_every: the validation score after those epochs
+                entry.curves[seed] = {int(epoch): float(score) for epoch, score in r.extra["curve"]}
         return cls(entries.values(), source)
 
     @classmethod
     def load(cls, path: str | Path) -> "ResultTable":
-        """Reads a ground-truth file (`groundtruth.jsonl`); a missing file is a one-line error."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no ground-truth table at {path}: build one with mode=groundtruth (it writes groundtruth.jsonl)"
-            )
-        return cls.from_records(Archive(path, resume=True).records, str(path))
+        """Reads a ground-truth file (`groundtruth.jsonl`) or a packaged table by name; else a one-line error."""
+        path = resolve_table(path)
+        return cls.from_records(read_records(path), str(path))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -122,6 +139,28 @@ class ResultTable:
         """1-based rank of an architecture by mean (1 = best; ties share the better rank)."""
         mean = self.lookup(key).mean
         return 1 + sum(1 for e in self.entries.values() if e.values and e.mean > mean)
+
+    def rank_evolution(self) -> tuple[list[int], list[TableEntry], np.ndarray]:
+        """How the architectures' ranks change while they train (file 003, Appendix C, Fig. 8).
+
+        At every epoch that all measured architectures were validated at (`evaluator.validate_every`
+        when the table was built), each architecture's score is averaged over its seeds and the
+        architectures are ranked (1 = best, ties share the better rank). Returns (epochs, entries in
+        their final order, ranks[entry, epoch]); no epochs when the table has no curves.
+        """
+        measured = self.ranked()
+        common: set[int] | None = None
+        for e in measured:
+            epochs = {epoch for curve in e.curves.values() for epoch in curve}
+            common = epochs if common is None else common & epochs
+        epochs = sorted(common or ())
+        if not epochs:
+            return [], measured, np.zeros((len(measured), 0))
+        means = np.array(
+            [[np.mean([c[epoch] for c in e.curves.values() if epoch in c]) for epoch in epochs] for e in measured]
+        )
+        ranks = np.stack([stats.rankdata(-means[:, j], method="min") for j in range(len(epochs))], axis=1)
+        return epochs, measured, ranks.astype(int)
 
     def rows(self) -> list[dict[str, Any]]:
         ranked = self.ranked()
