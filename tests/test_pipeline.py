@@ -12,7 +12,18 @@ from naslab.data import MissingDataError
 from naslab.pipeline import run
 from naslab.spaces import GenotypeError
 
-RESULT_KEYS = {"mode", "dataset", "space", "strategy", "evaluator", "seed", "genotype", "genotype_key", "search", "final"}
+RESULT_KEYS = {
+    "mode",
+    "dataset",
+    "space",
+    "strategy",
+    "evaluator",
+    "seed",
+    "genotype",
+    "genotype_key",
+    "search",
+    "final",
+}
 
 
 def read_archive(run_dir: Path) -> list[dict]:

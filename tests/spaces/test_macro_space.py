@@ -302,3 +302,52 @@ def test_child_trains_with_the_classifier_module() -> None:
     trainer.fit(ClassifierModule(net, num_classes=4, lr=0.05), train_dataloaders=data)
     assert trainer.global_step == 2
     assert not torch.equal(before["stem.0.weight"], net.state_dict()["stem.0.weight"])
+
+
+# --- progressive search (EPNAS / PNAS) -------------------------------------------------------------
+
+
+def test_expand_level_by_level_reaches_every_architecture_exactly_once() -> None:
+    space = MacroSpace(3, op_set=["conv_3x3", "max_pool_3x3"])
+    level = space.expand(None)
+    counts = [len(level)]
+    for _ in range(space.max_level() - 1):
+        level = [child for parent in level for child in space.expand(parent)]
+        counts.append(len(level))
+    assert counts == [2, 2 * 2 * 2, 8 * 2 * 4]  # |ops| * 2**l children per parent at layer l
+    assert len(set(level)) == len(level) == space.size()  # duplicate-free ...
+    assert set(level) == set(space.enumerate())  # ... and exhaustive
+    assert space.expand(level[0]) == [] and {space.level(g) for g in level} == {3}
+
+
+def test_partial_genotypes_are_token_prefixes_and_strict_validation_refuses_them() -> None:
+    space = MacroSpace(4)
+    full = space.sample(np.random.default_rng(3))
+    partial = MacroGenotype(full.layers[:2])
+    assert space.to_tokens(full)[: len(space.to_tokens(partial))] == space.to_tokens(partial)
+    assert len(space.to_tokens(partial)) == 1 + 2  # layer 0: op; layer 1: op + one skip bit
+    space.validate(partial, partial=True)
+    with pytest.raises(GenotypeError, match="has 4"):
+        space.validate(partial)
+    with pytest.raises(GenotypeError, match="at most 4"):
+        space.validate(chain(5), partial=True)
+
+
+def test_supernet_runs_partial_paths_through_the_remaining_reductions() -> None:
+    """Every progressive level shares the supernet's weights: a 1-layer path still reaches the classifier."""
+    space = MacroSpace(6)  # reductions after layers 1 and 3
+    supernet = space.build_supernet(Task(5, (3, 16, 16)), channels=4)
+    x = torch.randn(2, 3, 16, 16)
+    for layers in range(1, 7):
+        genotype = MacroGenotype(chain(6).layers[:layers])
+        supernet.zero_grad()
+        out = supernet(x, genotype)
+        assert out.shape == (2, 5)
+        out.sum().backward()
+        last = str(layers - 1)
+        for r in supernet.reduction_layers:
+            if r > layers - 1:  # a stage the partial path stopped before: its reduction of the last output ran
+                assert all(p.grad is not None for p in supernet.reductions[str(r)][last].parameters())
+        assert supernet.classifier.weight.grad is not None
+    with pytest.raises(ValueError, match="the supernet has 6"):
+        supernet(x, chain(7))

@@ -184,7 +184,8 @@ class MacroSpace(Space[MacroGenotype]):
         return kinds
 
     def to_tokens(self, genotype: MacroGenotype) -> tuple[int, ...]:
-        self.validate(genotype)
+        """The token sequence; a partial genotype (fewer layers, progressive search) gives its prefix."""
+        self.validate(genotype, partial=True)
         tokens: list[int] = []
         for i, layer in enumerate(genotype.layers):
             tokens.append(self.ops.index(layer.op))
@@ -210,10 +211,13 @@ class MacroSpace(Space[MacroGenotype]):
     def canonical(self, genotype: MacroGenotype) -> MacroGenotype:
         return genotype
 
-    def validate(self, genotype: MacroGenotype) -> None:
+    def validate(self, genotype: MacroGenotype, partial: bool = False) -> None:
+        """A one-line error unless `genotype` is in the space; `partial` also accepts the first l layers."""
         if not isinstance(genotype, MacroGenotype):
             raise GenotypeError(f"expected a MacroGenotype, got {type(genotype).__name__}")
-        if genotype.num_layers != self.num_layers:
+        if partial and genotype.num_layers > self.num_layers:
+            raise GenotypeError(f"genotype has {genotype.num_layers} layers; {self!r} has at most {self.num_layers}")
+        if not partial and genotype.num_layers != self.num_layers:
             raise GenotypeError(f"genotype has {genotype.num_layers} layers; {self!r} has {self.num_layers}")
         for i, layer in enumerate(genotype.layers):
             if layer.op not in self.ops:
@@ -223,6 +227,31 @@ class MacroSpace(Space[MacroGenotype]):
 
     def genotype_from_dict(self, data: Any) -> MacroGenotype:
         return MacroGenotype.from_dict(data)
+
+    # --- progressive search (EPNAS / PNAS, file 002 Sec. 3): one more layer per level ------------
+    def level(self, genotype: MacroGenotype) -> int:
+        """The complexity level of a (partial) genotype: its number of layers, 1..num_layers."""
+        return genotype.num_layers
+
+    def max_level(self) -> int:
+        return self.num_layers
+
+    def expand(self, genotype: MacroGenotype | None) -> list[MacroGenotype]:
+        """Every architecture one layer deeper than `genotype` (None: the one-layer architectures).
+
+        Layer l gets each op and each subset of skips from layers 0..l-1: |ops| * 2**l children, all
+        distinct. Expanding level by level from None reaches every architecture of the space exactly
+        once (each has one parent: itself without its last layer); a full genotype has no children.
+        """
+        layers: tuple[MacroLayer, ...] = ()
+        if genotype is not None:
+            self.validate(genotype, partial=True)
+            layers = genotype.layers
+        i = len(layers)
+        if i >= self.num_layers:
+            return []
+        skip_sets = [s for n in range(i + 1) for s in itertools.combinations(range(i), n)]
+        return [MacroGenotype(layers + (MacroLayer(op, skips),)) for op in self.ops for skips in skip_sets]
 
     # --- networks and pictures ---------------------------------------------------------------
     def build_child(self, genotype: MacroGenotype, task: Task, channels: int = 16, **_: Any) -> nn.Module:

@@ -139,7 +139,10 @@ class MacroNetwork(nn.Module):
     so a skip across a reduction has the shape of the layer it joins.
 
     `genotype=None` builds the supernet over `ops` x `num_layers` (ENAS macro search's shared
-    weights); its `forward(x, genotype)` needs the genotype to run. A child's `forward(x)` runs its
+    weights); its `forward(x, genotype)` needs the genotype to run, which may also be partial (its first
+    l layers, EPNAS's progressive levels): the last layer's output then goes through the remaining
+    stages' reductions (1x1-conv FactorizedReduce, as the channel width doubles) to the one classifier,
+    so every level shares every weight. A child's `forward(x)` runs its
     own genotype. A supernet step leaves the other ops without gradients, so DDP needs
     find_unused_parameters=True for it. `channels` defaults to ENAS macro search's child_out_filters.
     """
@@ -202,7 +205,7 @@ class MacroNetwork(nn.Module):
             return self.genotype
         if genotype is None:
             raise ValueError("the macro supernet needs forward(x, genotype): which path to run")
-        if len(genotype.layers) != self.num_layers:
+        if len(genotype.layers) > self.num_layers:
             raise ValueError(f"genotype has {len(genotype.layers)} layers; the supernet has {self.num_layers}")
         unknown = sorted({layer.op for layer in genotype.layers} - set(self.ops))
         if unknown:
@@ -233,4 +236,8 @@ class MacroNetwork(nn.Module):
                 # Outputs no later layer reads are dropped, so they are neither reduced nor kept alive.
                 outputs = [reductions[str(j)](o) if j in keep else None for j, o in enumerate(outputs)]
             h = outputs[i]  # type: ignore[assignment]
+        last = len(genotype.layers) - 1
+        for r in self.reduction_layers:  # a partial path (progressive search) stops before some reductions:
+            if r > last:  # its output takes the supernet's FactorizedReduce of those stages, so widths fit
+                h = self.reductions[str(r)][str(last)](h)
         return self.classifier(self.global_pool(h).flatten(1))

@@ -1,0 +1,267 @@
+"""EPNAS's surrogate function (file 002, "Surrogate function" and "Implementation details").
+
+EPNAS grows architectures progressively and must score PARTIAL ones, so the surrogate is a recurrent
+net over a variable-length token prefix:
+
+- a small linear layer decodes the symbol array into the LSTM's input features (size 100): here an
+  nn.Embedding with one row per (position, value) pair, which is the same map as a linear layer on
+  one-hot input but without building the one-hot tensor;
+- an LSTM (100 hidden units) reads the prefix; its last real hidden state goes through a linear
+  layer and a sigmoid, a predicted accuracy in [0, 1];
+- the linear layers start uniform in [-1, 1], as the paper says (the LSTM keeps torch's own init);
+- it is trained with Adam on an L1 loss, from a hash table of (architecture -> score), so a
+  configuration that is evaluated again replaces its earlier score instead of counting twice.
+
+Prefixes are always cut from the start of the full token sequence, so position p means the same
+decision in every prefix; that is why the input rows are per position and not shared by kind (as in
+NAO's vocabulary): a skip bit of layer 3 and one of layer 5 are different decisions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from naslab.loggers import quiet_lightning
+
+__all__ = ["Surrogate", "SurrogateNet"]
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # ids (B, T) padded, lengths (B,), targets (B,)
+
+_PREDICT_BATCH = 1024  # inference only: large batches are cheap and padding does not change results
+
+
+def _offsets(token_choices: Sequence[int]) -> list[int]:
+    """Start of each position's block of input rows: the cumulative sum of the choices before it."""
+    offsets, total = [], 0
+    for n in token_choices:
+        offsets.append(total)
+        total += int(n)
+    return offsets
+
+
+class SurrogateNet(L.LightningModule):
+    """Embedding over (position, value) ids -> LSTM over the prefix -> linear -> sigmoid.
+
+    Batches are (ids (B, T) right-padded, lengths (B,), targets (B,)); ids already carry the
+    position offsets (see `Surrogate.encode`).
+    """
+
+    def __init__(self, token_choices: Sequence[int], input_size: int = 100, hidden: int = 100, lr: float = 1e-3):
+        super().__init__()
+        if not token_choices or any(int(n) < 1 for n in token_choices):
+            raise ValueError(f"token_choices must be a non-empty list of positive counts, got {list(token_choices)}")
+        self.save_hyperparameters()
+        self.token_choices = [int(n) for n in token_choices]
+        self.lr = lr
+        self.register_buffer("offsets", torch.tensor(_offsets(self.token_choices), dtype=torch.long), persistent=False)
+        self.embedding = nn.Embedding(sum(self.token_choices), input_size)
+        self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+        # The paper: "weights of the linear layers are initialized randomly with a uniform
+        # distribution between [-1,1]" -- the input decoder (the embedding) and the output layer.
+        nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
+        nn.init.uniform_(self.head.weight, -1.0, 1.0)
+        nn.init.uniform_(self.head.bias, -1.0, 1.0)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Predicted score in [0, 1] for each prefix, (B,).
+
+        The padded tail is packed away, so neither the pad value nor the batch's longest sequence
+        changes a prediction: h_n is the state after each sequence's own last token.
+        """
+        packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)
+        return torch.sigmoid(self.head(h_n[-1])).squeeze(-1)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        ids, lengths, targets = batch
+        loss = F.l1_loss(self(ids, lengths), targets)
+        self.log("surrogate/l1", loss, on_step=False, on_epoch=True, batch_size=len(targets))
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class _PrefixDataset(Dataset):
+    """(ids, length, target) items; ids are 1-D and of varying length until `_collate` pads them."""
+
+    def __init__(self, ids: list[torch.Tensor], targets: list[float]):
+        self.ids = ids
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, float]:
+        return self.ids[index], len(self.ids[index]), self.targets[index]
+
+
+def _collate(items: Sequence[tuple[torch.Tensor, int, float]]) -> Batch:
+    """Right-pads the ids with 0 (any valid row: packing hides it) and stacks lengths and targets."""
+    ids = nn.utils.rnn.pad_sequence([item[0] for item in items], batch_first=True, padding_value=0)
+    lengths = torch.tensor([item[1] for item in items], dtype=torch.long)
+    targets = torch.tensor([item[2] for item in items], dtype=torch.float32)
+    return ids, lengths, targets
+
+
+@contextmanager
+def _own_rng(seed: int) -> Iterator[None]:
+    """Seeds everything (lightning.seed_everything) and restores the caller's RNG states afterwards.
+
+    Training is then the same whatever ran before (e.g. after a resume), and the surrogate does not
+    shift the random streams of the search that uses it.
+    """
+    py_state, np_state, env_seed = random.getstate(), np.random.get_state(), os.environ.get("PL_GLOBAL_SEED")
+    with torch.random.fork_rng(devices=[]):
+        L.seed_everything(seed, verbose=False)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+            if env_seed is None:
+                os.environ.pop("PL_GLOBAL_SEED", None)
+            else:
+                os.environ["PL_GLOBAL_SEED"] = env_seed
+
+
+class Surrogate:
+    """What a strategy uses: a hash table of (tokens -> score), `fit` on it, `predict` prefixes.
+
+    `fit` keeps training the current net (warm start), as a progressive search refits the same
+    surrogate after every round of evaluations; `state_dict` holds the net and the table, so a killed
+    search resumes with the same predictions.
+    """
+
+    def __init__(
+        self,
+        token_choices: Sequence[int],
+        input_size: int = 100,
+        hidden: int = 100,
+        lr: float = 1e-3,
+        epochs: int = 100,
+        batch_size: int = 64,
+        seed: int = 0,
+    ):
+        if epochs < 1 or batch_size < 1:
+            raise ValueError(f"surrogate needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
+        self.token_choices = [int(n) for n in token_choices]
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.seed = seed
+        with _own_rng(seed):  # the initial weights depend on the seed only
+            self.net = SurrogateNet(self.token_choices, input_size=input_size, hidden=hidden, lr=lr)
+        self._offsets = _offsets(self.token_choices)
+        self.data: dict[tuple[int, ...], float] = {}
+
+    # --- the hash table ----------------------------------------------------------------------------
+    def check(self, tokens: Sequence[int]) -> tuple[int, ...]:
+        """`tokens` as a tuple of ints; a one-line ValueError naming the position if it is not a valid prefix."""
+        tokens = tuple(tokens)
+        if not tokens:
+            raise ValueError("an architecture prefix needs at least one token, got an empty sequence")
+        if len(tokens) > len(self.token_choices):
+            raise ValueError(
+                f"sequence has {len(tokens)} tokens but the space has {len(self.token_choices)} positions "
+                f"(position {len(self.token_choices)} does not exist)"
+            )
+        out = []
+        for position, (t, n) in enumerate(zip(tokens, self.token_choices)):
+            if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+                raise ValueError(f"token at position {position} must be an int, got {t!r}")
+            if not 0 <= int(t) < n:
+                raise ValueError(f"token at position {position} is {int(t)}; valid tokens there are 0..{n - 1}")
+            out.append(int(t))
+        return tuple(out)
+
+    def add(self, tokens: Sequence[int], score: float) -> None:
+        """Stores `score` for the prefix `tokens`; a repeated prefix replaces its earlier score."""
+        key = self.check(tokens)
+        score = float(score)
+        if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise ValueError(f"score must be in [0, 1] (the surrogate ends in a sigmoid), got {score}")
+        self.data[key] = score
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def encode(self, tokens: Sequence[int]) -> torch.Tensor:
+        """Input-row ids of a validated prefix: offsets[position] + value."""
+        key = self.check(tokens)
+        return torch.tensor([self._offsets[p] + t for p, t in enumerate(key)], dtype=torch.long)
+
+    # --- training and prediction -------------------------------------------------------------------
+    def fit(self) -> float:
+        """Trains the net on everything stored for `epochs` epochs; returns the last epoch's mean L1 loss."""
+        if not self.data:
+            raise ValueError("surrogate has no data: add(tokens, score) at least one architecture before fit()")
+        dataset = _PrefixDataset([self.encode(k) for k in self.data], list(self.data.values()))
+        loader = DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            collate_fn=_collate,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        with _own_rng(self.seed), quiet_lightning(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer = L.Trainer(
+                accelerator="cpu",
+                devices=1,
+                max_epochs=self.epochs,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                log_every_n_steps=1,  # few batches per epoch: avoid the "smaller than the logging interval" warning
+            )
+            trainer.fit(self.net, loader)
+        self.net.cpu()
+        return float(trainer.callback_metrics["surrogate/l1"])
+
+    @torch.no_grad()
+    def predict(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Predicted scores in [0, 1] (float64, one per sequence); also works before `fit` (untrained net)."""
+        ids = [self.encode(s) for s in sequences]  # validate everything before any work
+        out = np.empty(len(ids), dtype=np.float64)
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            for start in range(0, len(ids), _PREDICT_BATCH):
+                chunk = ids[start : start + _PREDICT_BATCH]
+                padded = nn.utils.rnn.pad_sequence(chunk, batch_first=True, padding_value=0)
+                lengths = torch.tensor([len(c) for c in chunk], dtype=torch.long)
+                out[start : start + len(chunk)] = self.net(padded, lengths).double().numpy()
+        finally:
+            self.net.train(was_training)
+        return out
+
+    # --- persistence -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """{"net": weights (copies), "data": [[tokens, score], ...] in insertion order} for a resume."""
+        return {
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "data": [[list(k), v] for k, v in self.data.items()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores weights and table from `state_dict()`; the table replaces the current one."""
+        data: dict[tuple[int, ...], float] = {}
+        for tokens, score in state["data"]:
+            data[self.check(tokens)] = float(score)
+        self.net.load_state_dict(state["net"])
+        self.data = data

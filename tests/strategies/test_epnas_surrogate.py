@@ -1,0 +1,233 @@
+"""EPNAS's LSTM surrogate: shapes, padding, gradients, the hash table, errors, learning, determinism, resume."""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from typing import Iterator
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from scipy.stats import kendalltau
+from torch.utils.data import DataLoader
+
+from naslab.loggers import quiet_lightning
+from naslab.spaces.macro import MacroSpace
+from naslab.strategies.epnas_surrogate import Surrogate, SurrogateNet, _collate, _PrefixDataset
+
+SPACE = MacroSpace(num_layers=4)
+CHOICES = SPACE.token_choices()  # [6, 6, 2, 6, 2, 2, 6, 2, 2, 2]
+# Layer l contributes 1 + l tokens (its op, then one skip bit per earlier layer): prefixes end here.
+BOUNDS = [sum(1 + layer for layer in range(k)) for k in range(1, SPACE.num_layers + 1)]  # [1, 3, 6, 10]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """The LSTM is tiny: intra-op threads only add synchronisation, and on a busy 2-core machine they
+    thrash (100x slower steps). One thread keeps the file fast; the old setting is restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def prefixes(rng: np.random.Generator, n: int, exclude: set[tuple[int, ...]] = frozenset()) -> list[tuple[int, ...]]:
+    """`n` distinct prefixes of sampled genotypes, each cut after a random number of whole layers."""
+    found: dict[tuple[int, ...], None] = {}
+    while len(found) < n:
+        tokens = SPACE.to_tokens(SPACE.sample(rng))
+        prefix = tokens[: BOUNDS[int(rng.integers(len(BOUNDS)))]]
+        if prefix not in exclude:
+            found[prefix] = None
+    return list(found)
+
+
+def planted_score(seed: int):
+    """A score in about [0.2, 0.9]: sigmoid of a fixed random weight per (position, value), summed."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(size=n) for n in CHOICES]
+
+    def score(tokens: tuple[int, ...]) -> float:
+        z = sum(weights[p][v] for p, v in enumerate(tokens)) / np.sqrt(len(CHOICES))
+        return float(0.2 + 0.7 / (1.0 + np.exp(-z)))
+
+    return score
+
+
+def test_token_table_and_prefix_bounds_match_the_space() -> None:
+    assert len(CHOICES) == BOUNDS[-1]
+    for start, end in zip([0] + BOUNDS[:-1], BOUNDS):
+        assert CHOICES[start] == len(SPACE.ops) and all(n == 2 for n in CHOICES[start + 1 : end])
+
+
+def test_output_shape_range_and_padding_does_not_matter() -> None:
+    surrogate = Surrogate(CHOICES, seed=0)
+    rng = np.random.default_rng(0)
+    seqs = prefixes(rng, 12)
+    short = min(seqs, key=len)
+    together = surrogate.predict(seqs)
+    assert together.shape == (12,) and together.dtype == np.float64
+    assert ((together >= 0) & (together <= 1)).all()
+    alone = surrogate.predict([short])
+    full = tuple(SPACE.to_tokens(SPACE.sample(rng)))
+    with_longer = surrogate.predict([full, short, full])
+    assert alone[0] == pytest.approx(with_longer[1], abs=1e-6)
+    assert together[seqs.index(short)] == pytest.approx(alone[0], abs=1e-6)
+    assert surrogate.predict([]).shape == (0,)
+
+    # The pad value is never read: packing stops each sequence at its own length.
+    net = surrogate.net.eval()
+    ids, lengths, _ = _collate([(surrogate.encode(s), len(s), 0.5) for s in (short, full)])
+    garbage = ids.clone()
+    garbage[0, len(short) :] = sum(CHOICES) - 1
+    with torch.no_grad():
+        assert torch.allclose(net(ids, lengths), net(garbage, lengths), atol=1e-6)
+
+
+def test_ids_are_offset_by_position() -> None:
+    surrogate = Surrogate(CHOICES)
+    assert surrogate.encode((0, 0, 1)).tolist() == [0, 6, 13]  # offsets 0, 6, 12: cumulative choices
+    assert surrogate.net.embedding.num_embeddings == sum(CHOICES)
+    weights = [surrogate.net.embedding.weight, surrogate.net.head.weight, surrogate.net.head.bias]
+    assert all(float(w.detach().abs().max()) <= 1.0 for w in weights)  # the paper's uniform [-1, 1] init
+
+
+def test_one_training_step_reaches_embedding_lstm_and_head() -> None:
+    torch.manual_seed(0)
+    net = SurrogateNet(CHOICES, input_size=16, hidden=16)
+    seqs = prefixes(np.random.default_rng(1), 8)
+    surrogate = Surrogate(CHOICES)
+    dataset = _PrefixDataset([surrogate.encode(s) for s in seqs], [0.5] * len(seqs))
+    batch = _collate([dataset[i] for i in range(len(dataset))])
+    with warnings.catch_warnings():  # self.log() outside a Trainer only warns
+        warnings.simplefilter("ignore")
+        loss = net.training_step(batch, 0)
+    assert loss.item() == pytest.approx(torch.nn.functional.l1_loss(net(*batch[:2]), batch[2]).item())
+    loss.backward()
+    used = torch.unique(torch.cat([surrogate.encode(s) for s in seqs]))
+    grad = net.embedding.weight.grad
+    assert grad[used].abs().sum(dim=1).gt(0).all()
+    unused = torch.ones(len(grad), dtype=torch.bool)
+    unused[used] = False
+    assert grad[unused].abs().sum() == 0  # unseen (position, value) rows get nothing, pad slots included
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0"):
+        assert getattr(net.lstm, name).grad.abs().sum() > 0, name
+    assert net.head.weight.grad.abs().sum() > 0 and net.head.bias.grad.abs().sum() > 0
+
+    # And through Lightning: one optimizer step with training_step's L1 loss moves every part.
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.zero_grad()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with quiet_lightning():
+        trainer.fit(net, DataLoader(dataset, batch_size=len(seqs), collate_fn=_collate))
+    after = net.state_dict()
+    for key in ("embedding.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l0", "head.weight", "head.bias"):
+        assert not torch.equal(before[key], after[key]), key
+    assert "surrogate/l1" in trainer.callback_metrics
+
+
+def test_hash_table_keeps_one_entry_with_the_last_score() -> None:
+    surrogate = Surrogate(CHOICES)
+    surrogate.add((1, 0, 1), 0.3)
+    surrogate.add([1, np.int64(0), 1], 0.7)  # same architecture, other container and int type
+    surrogate.add((1,), 0.5)
+    assert len(surrogate) == 2
+    assert surrogate.data[(1, 0, 1)] == 0.7
+    assert surrogate.state_dict()["data"] == [[[1, 0, 1], 0.7], [[1], 0.5]]
+
+
+def test_bad_input_raises_one_line_value_errors() -> None:
+    surrogate = Surrogate(CHOICES)
+    with pytest.raises(ValueError, match="no data"):
+        surrogate.fit()
+    with pytest.raises(ValueError, match="position 2 is 2; valid tokens there are 0..1"):
+        surrogate.add((0, 1, 2), 0.5)
+    with pytest.raises(ValueError, match="position 0 is 6"):
+        surrogate.predict([(0,), (6,)])
+    with pytest.raises(ValueError, match="position 1 is -1"):
+        surrogate.predict([(0, -1)])
+    with pytest.raises(ValueError, match="11 tokens but the space has 10 positions"):
+        surrogate.add((0,) * 11, 0.5)
+    with pytest.raises(ValueError, match="empty"):
+        surrogate.predict([()])
+    with pytest.raises(ValueError, match="position 1 must be an int"):
+        surrogate.add((0, 0.5), 0.5)
+    with pytest.raises(ValueError, match=r"score must be in \[0, 1\]"):
+        surrogate.add((0,), 93.0)  # a percentage, not an accuracy
+    assert len(surrogate) == 0  # nothing bad was stored
+    with pytest.raises(ValueError) as info:
+        surrogate.add((0, 0, 5), 0.5)
+    assert "\n" not in str(info.value)
+
+
+def test_learns_a_planted_score_on_variable_length_prefixes() -> None:
+    """The key test: ~300 distinct prefixes of 1..4 layers in, ranking of ~100 held-out ones out."""
+    score = planted_score(seed=7)
+    rng = np.random.default_rng(3)
+    train = prefixes(rng, 300)
+    test = prefixes(rng, 100, exclude=set(train))
+    assert {len(s) for s in train} == set(BOUNDS) and not set(train) & set(test)
+    surrogate = Surrogate(CHOICES, lr=3e-3, epochs=30, seed=0)
+    for tokens in train:
+        surrogate.add(tokens, score(tokens))
+    untrained = kendalltau(surrogate.predict(test), [score(s) for s in test]).statistic
+    loss = surrogate.fit()
+    predicted = surrogate.predict(test)
+    tau = kendalltau(predicted, [score(s) for s in test]).statistic
+    assert tau > 0.6, (tau, untrained, loss)
+    assert loss < 0.05
+    # It reads the tokens, not only the length: the ranking also holds among whole architectures.
+    full = [i for i, s in enumerate(test) if len(s) == BOUNDS[-1]]
+    assert kendalltau(predicted[full], [score(test[i]) for i in full]).statistic > 0.5
+
+
+def _trained(seed: int, epochs: int = 3) -> Surrogate:
+    score = planted_score(seed=1)
+    surrogate = Surrogate(CHOICES, input_size=32, hidden=32, epochs=epochs, batch_size=16, seed=seed)
+    for tokens in prefixes(np.random.default_rng(5), 60):
+        surrogate.add(tokens, score(tokens))
+    surrogate.fit()
+    return surrogate
+
+
+def test_same_seed_and_data_give_identical_predictions_and_leave_global_rngs_alone() -> None:
+    queries = prefixes(np.random.default_rng(9), 20)
+    np.random.seed(123)
+    random.seed(123)
+    torch.manual_seed(123)
+    expected = (np.random.rand(), random.random(), torch.rand(1).item())
+    np.random.seed(123)
+    random.seed(123)
+    torch.manual_seed(123)
+    first = _trained(seed=4).predict(queries)
+    assert (np.random.rand(), random.random(), torch.rand(1).item()) == expected
+    torch.manual_seed(999)  # whatever ran before does not matter
+    second = _trained(seed=4).predict(queries)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, _trained(seed=5).predict(queries))
+
+
+def test_state_dict_round_trip_and_resume() -> None:
+    queries = prefixes(np.random.default_rng(11), 20)
+    original = _trained(seed=2)
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)  # as a killed search would have saved it
+    buffer.seek(0)
+    restored = Surrogate(CHOICES, input_size=32, hidden=32, epochs=3, batch_size=16, seed=2)
+    restored.load_state_dict(torch.load(buffer))
+    assert restored.data == original.data
+    np.testing.assert_array_equal(restored.predict(queries), original.predict(queries))
+    # Training goes on the same way after the resume.
+    original.fit()
+    restored.fit()
+    np.testing.assert_array_equal(restored.predict(queries), original.predict(queries))
