@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ class Archive:
         self.records.append(record)
         self._by_key[record.key] = record
 
-    def best(self) -> ArchiveRecord | None:
-        scored = [r for r in self.records if r.error is None]
+    def best(self, where: Callable[[ArchiveRecord], bool] | None = None) -> ArchiveRecord | None:
+        """The best-scored record without an error (among those `where` accepts)."""
+        scored = [r for r in self.records if r.error is None and (where is None or where(r))]
         return max(scored, key=lambda r: r.score) if scored else None
 
 

@@ -112,7 +112,7 @@ def run_search(
             fresh: dict[str, G] = {}  # distinct architectures of this batch not yet in the archive
             batch_keys = []  # the archive key (space.key: identity up to symmetries) of each proposal
             for genotype in genotypes:
-                space.validate(genotype)
+                space.validate_partial(genotype)  # progressive strategies (EPNAS / PNAS) propose partial ones
                 key = space.key(genotype)
                 batch_keys.append(key)
                 record = archive.get(key)
@@ -154,7 +154,11 @@ def run_search(
     if len(archive) < num_architectures and not finished:
         log.warning("the strategy proposed only %d distinct architectures in %d proposals", len(archive), proposals)
 
-    best = archive.best()
+    # The result is a whole architecture: a progressive search also scores partial ones on its way.
+    best = archive.best(lambda r: space.is_complete(space.genotype_from_dict(r.genotype)))
+    if best is None and archive.best() is not None:
+        best = archive.best()
+        log.warning("no complete architecture was evaluated; the result is the best partial one: %s", best.readable)
     if best is None:
         raise RuntimeError(f"every one of the {len(archive)} evaluated architectures failed; see {archive.path}")
     return SearchResult(

@@ -131,7 +131,7 @@ class SharedWeightsSearch(L.LightningModule):
 
     def record(self, genotype: Any, batches: Sequence[Batch], prefix: str, extra: dict[str, Any]) -> ArchiveRecord:
         """Scores `genotype` and archives it, or returns the archived record (a resumed epoch)."""
-        self.space.validate(genotype)
+        self.space.validate_partial(genotype)  # progressive strategies (EPNAS) score partial paths
         key = prefix + self.space.key(genotype)
         record = self.archive.get(key)
         if record is not None:

@@ -118,6 +118,26 @@ class Space(ABC, Generic[G]):
     def validate(self, genotype: G) -> None:
         """Raises a one-line error if `genotype` does not belong to this space."""
 
+    # --- progressive search (EPNAS / PNAS): spaces that grow an architecture level by level ------
+    def expand(self, genotype: G | None) -> list[G]:
+        """Every architecture one level larger than `genotype` (None: the simplest ones); [] when full."""
+        raise NotImplementedError(f"the {self.name} space has no progressive levels (expand): use e.g. space=macro")
+
+    def level(self, genotype: G) -> int:
+        """How far `genotype` has grown (1 .. max_level); a space without levels has only full genotypes."""
+        return self.max_level()
+
+    def max_level(self) -> int:
+        return 1
+
+    def is_complete(self, genotype: G) -> bool:
+        """Whether `genotype` is a whole architecture of the space (not a progressive search's partial one)."""
+        return self.level(genotype) == self.max_level()
+
+    def validate_partial(self, genotype: G) -> None:
+        """`validate`, also accepting the partial genotypes of a progressive space (evaluators call this)."""
+        self.validate(genotype)
+
     @abstractmethod
     def genotype_from_dict(self, data: Any) -> G:
         """Reads a genotype from its JSON data (validated structurally, not against the space)."""

@@ -236,6 +236,9 @@ class MacroSpace(Space[MacroGenotype]):
     def max_level(self) -> int:
         return self.num_layers
 
+    def validate_partial(self, genotype: MacroGenotype) -> None:
+        self.validate(genotype, partial=True)
+
     def expand(self, genotype: MacroGenotype | None) -> list[MacroGenotype]:
         """Every architecture one layer deeper than `genotype` (None: the one-layer architectures).
 

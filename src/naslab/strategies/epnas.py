@@ -1,0 +1,212 @@
+"""EPNAS (file 002) and PNAS: progressive search with an LSTM surrogate, as ask / tell.
+
+An architecture grows one level at a time (macro: one more layer; `space.expand`). Per level:
+
+1. the K architectures of the previous level are expanded into every one-level-larger child
+   (level 1: every simplest architecture);
+2. the surrogate (`epnas_surrogate.Surrogate`, an LSTM over the token prefix) predicts each child's
+   score; K of them are chosen, by EPNAS with probability p_i^(1/tau) / sum_j p_j^(1/tau) over the
+   normalised predictions (`temperature_sampling`), by PNAS greedily (the top K);
+3. the evaluator scores the K (`ask` hands them out, `tell` takes the scores): with `evaluator=shared`
+   they are also what the shared weights train on (`sample_for_training`), for a few epochs per level
+   (`evaluator.strategy_every`, paper: 3);
+4. the surrogate is refitted on everything measured so far (its hash table), and its Kendall tau
+   (scipy) on this level's measured scores, predicted before they were measured, is logged.
+
+EPNAS repeats the whole progression `iterations` times (paper: 3 to 5) with the temperature decaying
+towards 1 (`temperature(iteration)`); PNAS is one greedy progression. The result is the best
+complete architecture measured (`candidates` for weight sharing; the search loop keeps partial ones
+out of the result).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+from naslab.spaces.base import Space
+from naslab.strategies.base import G, Strategy
+from naslab.strategies.epnas_surrogate import Surrogate
+from naslab.strategies.temperature_sampling import temperature, temperature_sample
+
+
+class EPNASStrategy(Strategy[G]):
+    """Progressive search: expand, predict, sample K (temperature) or take the top K (greedy), measure."""
+
+    name = "epnas"
+
+    def __init__(
+        self,
+        space: Space[G],
+        seed: int = 0,
+        k: int = 25,
+        iterations: int = 3,
+        greedy: bool = False,
+        tau_start: float = 5.0,
+        tau_decay: float = 0.5,
+        max_candidates: int = 20_000,
+        surrogate: dict[str, Any] | None = None,
+    ):
+        super().__init__(space)
+        if k < 1 or iterations < 1 or max_candidates < k:
+            raise ValueError(f"epnas needs k >= 1, iterations >= 1, max_candidates >= k; got {k}, {iterations}")
+        space.expand(None)  # a space without progressive levels fails here, before any training
+        self.seed, self.k, self.iterations, self.greedy = seed, k, iterations, greedy
+        self.tau_start, self.tau_decay, self.max_candidates = tau_start, tau_decay, max_candidates
+        self.rng = np.random.default_rng(seed)
+        self.surrogate = Surrogate(space.token_choices(), seed=seed, **(surrogate or {}))
+        self.iteration, self.level = 0, 1
+        self.pending: list[G] = []  # this level's K, in the order they are handed out
+        self.predicted: dict[str, float] = {}  # key -> the surrogate's prediction before measuring
+        self.asked = 0  # how many of `pending` were handed out
+        self.measured_level: dict[str, float] = {}  # key -> measured score, this level
+        self.complete: dict[str, tuple[G, float]] = {}  # key -> (genotype, best measured score)
+        self.metrics: dict[str, float] = {}
+        self._start_level(parents=None)
+
+    # --- the progression ------------------------------------------------------------------------
+    @property
+    def tau(self) -> float:
+        return temperature(self.iteration, self.tau_start, self.tau_decay)
+
+    @property
+    def finished(self) -> bool:
+        return self.iteration >= self.iterations
+
+    def _start_level(self, parents: Sequence[G] | None) -> None:
+        """Expands `parents` (None: level 1), predicts every child and picks this level's K."""
+        children: dict[str, G] = {}
+        for parent in parents if parents is not None else [None]:
+            for child in self.space.expand(parent):
+                children.setdefault(self.space.key(child), child)
+        keys = list(children)
+        if len(keys) > self.max_candidates:  # a uniform subset keeps prediction affordable (macro L = 12)
+            keys = [keys[i] for i in sorted(self.rng.choice(len(keys), self.max_candidates, replace=False))]
+        tokens = [self.space.to_tokens(children[key]) for key in keys]
+        predictions = self.surrogate.predict(tokens)
+        if self.greedy:
+            chosen = np.argsort(-predictions, kind="stable")[: self.k]
+        else:
+            chosen = temperature_sample(predictions, self.k, self.tau, self.rng)
+        self.pending = [children[keys[i]] for i in chosen]
+        self.predicted = {keys[i]: float(predictions[i]) for i in chosen}
+        self.asked, self.measured_level = 0, {}
+        self.metrics.update(
+            {
+                "level": float(self.level),
+                "iteration": float(self.iteration),
+                "temperature": float(self.tau),
+                "candidates": float(len(keys)),
+                "sampled_mean_prediction": float(np.mean([self.predicted[key] for key in self.predicted])),
+            }
+        )
+
+    def ask(self, n: int) -> list[G]:
+        if self.finished:
+            return []
+        batch = self.pending[self.asked : self.asked + n]
+        self.asked += len(batch)
+        return batch
+
+    def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
+        for genotype, score in zip(genotypes, scores):
+            key = self.space.key(genotype)
+            if key not in self.predicted:
+                continue  # not this level's (e.g. a weight-sharing derivation): nothing to learn
+            score = float(np.clip(score, 0.0, 1.0)) if np.isfinite(score) else 0.0
+            self.measured_level[key] = score
+            self.surrogate.add(self.space.to_tokens(genotype), score)
+            if self.space.is_complete(genotype) and score >= self.complete.get(key, (None, -1.0))[1]:
+                self.complete[key] = (genotype, score)
+        if len(self.measured_level) < len(self.pending):
+            return
+        # the whole level is measured: how well did the surrogate predict it, then learn from it
+        keys = list(self.measured_level)
+        if len(keys) > 1:
+            tau = stats.kendalltau([self.predicted[k] for k in keys], [self.measured_level[k] for k in keys]).statistic
+            self.metrics["surrogate_kendall_tau"] = float(tau) if np.isfinite(tau) else 0.0
+        self.metrics["surrogate_l1"] = self.surrogate.fit()
+        self.metrics["level_best_score"] = max(self.measured_level.values())
+        parents = self.pending
+        if self.level < self.space.max_level():
+            self.level += 1
+            self._start_level(parents)
+        else:
+            self.iteration, self.level = self.iteration + 1, 1
+            if not self.finished:
+                self._start_level(parents=None)
+
+    def sample_for_training(self, n: int) -> list[G]:
+        """The shared weights train on this level's K (EPNAS trains the sampled architectures)."""
+        if not self.pending:
+            return self.candidates(n) or [self.space.sample(self.rng)]
+        return [self.pending[int(i)] for i in self.rng.integers(len(self.pending), size=n)]
+
+    def candidates(self, n: int) -> list[G]:
+        """The best measured complete architectures (weight sharing re-scores them to pick the result).
+
+        A search stopped before any architecture was complete (a short budget) offers this level's
+        architectures grown to full depth with random layers instead, so it still returns a whole one.
+        """
+        ranked = sorted(self.complete.values(), key=lambda item: -item[1])
+        if ranked or not self.pending:
+            return [genotype for genotype, _ in ranked[:n]]
+        return [self._completed(self.pending[i % len(self.pending)]) for i in range(n)]
+
+    def _completed(self, genotype: G) -> G:
+        while not self.space.is_complete(genotype):
+            children = self.space.expand(genotype)
+            genotype = children[int(self.rng.integers(len(children)))]
+        return genotype
+
+    def proposal_info(self, genotype: G) -> dict[str, Any]:
+        key = self.space.key(genotype)
+        info: dict[str, Any] = {"level": self.level, "iteration": self.iteration, "temperature": self.tau}
+        if key in self.predicted:
+            info["predicted"] = self.predicted[key]
+        return info
+
+    def pop_metrics(self) -> dict[str, float]:
+        metrics, self.metrics = self.metrics, {}
+        return metrics
+
+    # --- resume ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "surrogate": self.surrogate.state_dict(),
+            "iteration": self.iteration,
+            "level": self.level,
+            "pending": [self.space.to_dict(g) for g in self.pending],
+            "predicted": dict(self.predicted),
+            "asked": self.asked,
+            "measured_level": dict(self.measured_level),
+            "complete": [[self.space.to_dict(g), s] for g, s in self.complete.values()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.surrogate.load_state_dict(state["surrogate"])
+        self.iteration, self.level, self.asked = int(state["iteration"]), int(state["level"]), int(state["asked"])
+        self.pending = [self.space.genotype_from_dict(d) for d in state["pending"]]
+        self.predicted = {k: float(v) for k, v in state["predicted"].items()}
+        self.measured_level = {k: float(v) for k, v in state["measured_level"].items()}
+        self.complete = {}
+        for data, score in state["complete"]:
+            genotype = self.space.genotype_from_dict(data)
+            self.complete[self.space.key(genotype)] = (genotype, float(score))
+
+
+class PNASStrategy(EPNASStrategy[G]):
+    """PNAS (Liu et al. 2018, as the NAS overview, file 004, describes it): one greedy progression."""
+
+    name = "pnas"
+
+    def __init__(
+        self, space: Space[G], seed: int = 0, k: int = 25, iterations: int = 1, greedy: bool = True, **kwargs: Any
+    ):
+        if not greedy:
+            raise ValueError("pnas keeps the top K by prediction (greedy); strategy=epnas samples with a temperature")
+        super().__init__(space, seed=seed, k=k, iterations=iterations, greedy=True, **kwargs)

@@ -1,0 +1,96 @@
+"""EPNAS / PNAS as ask / tell: the progression, greedy vs sampled choice, resume, and the search loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from naslab.evaluators.planted import PlantedEvaluator
+from naslab.search import run_search
+from naslab.spaces.macro import MacroGenotype, MacroSpace
+from naslab.spaces.micro import MicroSpace
+from naslab.strategies.epnas import EPNASStrategy, PNASStrategy
+
+SPACE = MacroSpace(3, op_set=["conv_3x3", "max_pool_3x3", "avg_pool_3x3"])
+FAST = {"epochs": 5}  # surrogate refits: a few epochs keep the test fast
+
+
+def drive(strategy: EPNASStrategy, evaluator: PlantedEvaluator, limit: int = 200) -> list[list[MacroGenotype]]:
+    """ask / tell level by level until the strategy finishes; returns the architectures of each level."""
+    levels: list[list[MacroGenotype]] = []
+    while limit:
+        batch = strategy.ask(100)
+        if not batch:
+            break
+        levels.append(batch)
+        strategy.tell(batch, [e.score for e in evaluator.evaluate(batch)])
+        limit -= 1
+    return levels
+
+
+def test_progression_grows_the_sampled_architectures_one_layer_per_level() -> None:
+    strategy = EPNASStrategy(SPACE, seed=0, k=4, iterations=2, surrogate=FAST)
+    levels = drive(strategy, PlantedEvaluator(SPACE, seed=1))
+    assert [len(batch) for batch in levels] == [3, 4, 4] * 2  # level 1 has only 3 architectures (<= K)
+    assert [{g.num_layers for g in batch} for batch in levels] == [{1}, {2}, {3}] * 2
+    for parents, children in zip(levels, levels[1:]):
+        if children[0].num_layers > 1:  # every child extends one of the previous level's K
+            assert all(MacroGenotype(child.layers[:-1]) in parents for child in children)
+    assert strategy.ask(5) == [] and strategy.finished
+    best = strategy.candidates(3)
+    assert best and all(SPACE.is_complete(g) for g in best)
+
+
+def test_pnas_keeps_the_top_k_by_prediction(monkeypatch) -> None:
+    strategy = PNASStrategy(SPACE, seed=0, k=2, surrogate=FAST)
+    drive_one = strategy.ask(10)
+    strategy.tell(drive_one, [0.5] * len(drive_one))  # level 1 measured: level 2 chosen by the surrogate
+    children = {SPACE.key(c): c for p in drive_one for c in SPACE.expand(p)}
+    predictions = strategy.surrogate.predict([SPACE.to_tokens(c) for c in children.values()])
+    top = {list(children)[i] for i in np.argsort(-predictions)[:2]}
+    assert {SPACE.key(g) for g in strategy.ask(10)} == top
+    with pytest.raises(ValueError, match="greedy"):
+        PNASStrategy(SPACE, greedy=False)
+
+
+def test_a_resumed_strategy_asks_what_the_uninterrupted_one_asks() -> None:
+    evaluator = PlantedEvaluator(SPACE, seed=2)
+    straight = EPNASStrategy(SPACE, seed=3, k=3, iterations=1, surrogate=FAST)
+    expected = drive(straight, evaluator)
+    first = EPNASStrategy(SPACE, seed=3, k=3, iterations=1, surrogate=FAST)
+    batch = first.ask(100)
+    first.tell(batch, [e.score for e in evaluator.evaluate(batch)])
+    half = first.ask(2)  # killed in the middle of level 2, after asking part of it
+    resumed = EPNASStrategy(SPACE, seed=99, k=3, iterations=1, surrogate=FAST)
+    resumed.load_state_dict(first.state_dict())
+    rest = resumed.ask(100)
+    assert half + rest == expected[1]
+    resumed.tell(half + rest, [e.score for e in evaluator.evaluate(half + rest)])
+    assert drive(resumed, evaluator) == expected[2:]
+
+
+def test_search_loop_returns_a_complete_architecture_and_logs_the_surrogate(tmp_path: Path) -> None:
+    strategy = EPNASStrategy(SPACE, seed=0, k=3, iterations=2, surrogate=FAST)
+    metrics: list[dict[str, float]] = []
+    outcome = run_search(
+        SPACE,
+        strategy,
+        PlantedEvaluator(SPACE, seed=1),
+        tmp_path,
+        num_architectures=40,
+        batch_size=3,
+        log_metrics=lambda m, step: metrics.append(m),
+    )
+    assert SPACE.is_complete(outcome.best_genotype)
+    complete = [r for r in outcome.archive.records if len(r.genotype["layers"]) == 3]
+    assert outcome.best_score == max(r.score for r in complete)  # partial architectures are not the result
+    logged = {k for m in metrics for k in m}
+    assert {"strategy/surrogate_kendall_tau", "strategy/temperature", "strategy/level"} <= logged
+    assert {r.extra["level"] for r in outcome.archive.records} == {1, 2, 3}
+
+
+def test_a_space_without_levels_is_a_clear_error() -> None:
+    with pytest.raises(NotImplementedError, match="no progressive levels"):
+        EPNASStrategy(MicroSpace(2), seed=0)
