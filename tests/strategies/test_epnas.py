@@ -89,6 +89,9 @@ def test_search_loop_returns_a_complete_architecture_and_logs_the_surrogate(tmp_
     logged = {k for m in metrics for k in m}
     assert {"strategy/surrogate_kendall_tau", "strategy/temperature", "strategy/level"} <= logged
     assert {r.extra["level"] for r in outcome.archive.records} == {1, 2, 3}
+    # one metrics row per measured level, naming that level: 2 progressions x 3 levels
+    levels = [(m["strategy/iteration"], m["strategy/level"]) for m in metrics if "strategy/level" in m]
+    assert levels == [(i, lv) for i in (0.0, 1.0) for lv in (1.0, 2.0, 3.0)]
 
 
 def test_a_space_without_levels_is_a_clear_error() -> None:

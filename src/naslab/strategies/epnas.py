@@ -64,6 +64,7 @@ class EPNASStrategy(Strategy[G]):
         self.measured_level: dict[str, float] = {}  # key -> measured score, this level
         self.complete: dict[str, tuple[G, float]] = {}  # key -> (genotype, best measured score)
         self.metrics: dict[str, float] = {}
+        self.level_info: dict[str, float] = {}  # how this level's K were chosen, logged once it is measured
         self._start_level(parents=None)
 
     # --- the progression ------------------------------------------------------------------------
@@ -93,15 +94,10 @@ class EPNASStrategy(Strategy[G]):
         self.pending = [children[keys[i]] for i in chosen]
         self.predicted = {keys[i]: float(predictions[i]) for i in chosen}
         self.asked, self.measured_level = 0, {}
-        self.metrics.update(
-            {
-                "level": float(self.level),
-                "iteration": float(self.iteration),
-                "temperature": float(self.tau),
-                "candidates": float(len(keys)),
-                "sampled_mean_prediction": float(np.mean([self.predicted[key] for key in self.predicted])),
-            }
-        )
+        self.level_info = {
+            "candidates": float(len(keys)),
+            "sampled_mean_prediction": float(np.mean(predictions[chosen])),
+        }
 
     def ask(self, n: int) -> list[G]:
         if self.finished:
@@ -123,6 +119,9 @@ class EPNASStrategy(Strategy[G]):
         if len(self.measured_level) < len(self.pending):
             return
         # the whole level is measured: how well did the surrogate predict it, then learn from it
+        self.metrics.update(
+            {"level": float(self.level), "iteration": float(self.iteration), "temperature": self.tau, **self.level_info}
+        )
         keys = list(self.measured_level)
         if len(keys) > 1:
             tau = stats.kendalltau([self.predicted[k] for k in keys], [self.measured_level[k] for k in keys]).statistic
@@ -184,6 +183,7 @@ class EPNASStrategy(Strategy[G]):
             "asked": self.asked,
             "measured_level": dict(self.measured_level),
             "complete": [[self.space.to_dict(g), s] for g, s in self.complete.values()],
+            "level_info": dict(self.level_info),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -193,6 +193,7 @@ class EPNASStrategy(Strategy[G]):
         self.pending = [self.space.genotype_from_dict(d) for d in state["pending"]]
         self.predicted = {k: float(v) for k, v in state["predicted"].items()}
         self.measured_level = {k: float(v) for k, v in state["measured_level"].items()}
+        self.level_info = {k: float(v) for k, v in state.get("level_info", {}).items()}
         self.complete = {}
         for data, score in state["complete"]:
             genotype = self.space.genotype_from_dict(data)
