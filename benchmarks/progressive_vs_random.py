@@ -47,6 +47,7 @@ def search(strategy: str, seed: int, args: argparse.Namespace, budget: int) -> d
     if strategy in ("epnas", "pnas"):
         overrides += [f"strategy.k={args.k}", f"strategy.surrogate.epochs={args.surrogate_epochs}"]
         overrides += [f"strategy.iterations={args.iterations if strategy == 'epnas' else 1}"]
+        overrides += [f"strategy.normalise={args.normalise}"]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -62,12 +63,16 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--surrogate-epochs", type=int, default=50)
+    parser.add_argument("--normalise", choices=["sum", "minmax"], default="sum", help="EPNAS's strategy.normalise")
     args = parser.parse_args()
     space = MacroSpace(args.layers)
     planted = PlantedEvaluator(space, seed=0)
     per_progression = min(args.k, len(space.expand(None))) + (args.layers - 1) * args.k
     budget = args.iterations * per_progression
-    print(f"macro space, {args.layers} layers ({space.size():.3g} architectures); K={args.k}; budget {budget}")
+    print(
+        f"macro space, {args.layers} layers ({space.size():.3g} architectures); K={args.k}; budget {budget}; "
+        f"predictions normalised by {args.normalise}"
+    )
     print(f"{'strategy':18s} {'score (mean +- std)':>22s} {'standardised':>16s} {'s':>6s}")
     complete_budget = args.iterations * args.k
     for label, strategy, n in (

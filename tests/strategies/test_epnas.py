@@ -11,7 +11,7 @@ from naslab.evaluators.planted import PlantedEvaluator
 from naslab.search import run_search
 from naslab.spaces.macro import MacroGenotype, MacroSpace
 from naslab.spaces.micro import MicroSpace
-from naslab.strategies.epnas import EPNASStrategy, PNASStrategy
+from naslab.strategies.epnas import EPNASStrategy, PNASStrategy, normalised
 
 SPACE = MacroSpace(3, op_set=["conv_3x3", "max_pool_3x3", "avg_pool_3x3"])
 FAST = {"epochs": 5}  # surrogate refits: a few epochs keep the test fast
@@ -97,3 +97,14 @@ def test_search_loop_returns_a_complete_architecture_and_logs_the_surrogate(tmp_
 def test_a_space_without_levels_is_a_clear_error() -> None:
     with pytest.raises(NotImplementedError, match="no progressive levels"):
         EPNASStrategy(MicroSpace(2), seed=0)
+
+
+def test_minmax_normalisation_spreads_clustered_predictions() -> None:
+    clustered = np.array([0.90, 0.92, 0.94])
+    assert normalised(clustered, "sum") is clustered
+    assert normalised(clustered, "minmax") == pytest.approx([0.0, 0.5, 1.0])
+    assert normalised(np.array([0.7, 0.7]), "minmax").tolist() == [1.0, 1.0]  # all equal: uniform
+    with pytest.raises(ValueError, match="normalise"):
+        EPNASStrategy(SPACE, normalise="softmax")
+    strategy = EPNASStrategy(SPACE, seed=0, k=2, normalise="minmax", surrogate=FAST)
+    assert len(drive(strategy, PlantedEvaluator(SPACE, seed=1))) == 3 * 3  # 3 progressions of 3 levels

@@ -31,6 +31,21 @@ from naslab.strategies.base import G, Strategy
 from naslab.strategies.epnas_surrogate import Surrogate
 from naslab.strategies.temperature_sampling import temperature, temperature_sample
 
+NORMALISATIONS = ("sum", "minmax")
+
+
+def normalised(predictions: np.ndarray, how: str) -> np.ndarray:
+    """The scores the sampling law weighs: the predictions as they are ("sum": the law divides by their
+    sum, as the paper does), or rescaled to [0, 1] over this level's candidates ("minmax").
+
+    Predicted accuracies cluster (e.g. 0.85-0.95), and s_i / sum_j s_j is then nearly uniform even at
+    tau = 1; min-max spreads them so that the law prefers what the surrogate ranks high.
+    """
+    if how == "sum":
+        return predictions
+    low, high = float(predictions.min()), float(predictions.max())
+    return (predictions - low) / (high - low) if high > low else np.ones_like(predictions)
+
 
 class EPNASStrategy(Strategy[G]):
     """Progressive search: expand, predict, sample K (temperature) or take the top K (greedy), measure."""
@@ -47,9 +62,13 @@ class EPNASStrategy(Strategy[G]):
         tau_start: float = 5.0,
         tau_decay: float = 0.5,
         max_candidates: int = 20_000,
+        normalise: str = "sum",
         surrogate: dict[str, Any] | None = None,
     ):
         super().__init__(space)
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"strategy.normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
+        self.normalise = normalise
         if k < 1 or iterations < 1 or max_candidates < k:
             raise ValueError(f"epnas needs k >= 1, iterations >= 1, max_candidates >= k; got {k}, {iterations}")
         space.expand(None)  # a space without progressive levels fails here, before any training
@@ -86,7 +105,7 @@ class EPNASStrategy(Strategy[G]):
         if len(keys) > self.max_candidates:  # a uniform subset keeps prediction affordable (macro L = 12)
             keys = [keys[i] for i in sorted(self.rng.choice(len(keys), self.max_candidates, replace=False))]
         tokens = [self.space.to_tokens(children[key]) for key in keys]
-        predictions = self.surrogate.predict(tokens)
+        predictions = normalised(self.surrogate.predict(tokens), self.normalise)
         if self.greedy:
             chosen = np.argsort(-predictions, kind="stable")[: self.k]
         else:
