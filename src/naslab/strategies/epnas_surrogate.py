@@ -20,11 +20,8 @@ NAO's vocabulary): a skip bit of layer 3 and one of layer 5 are different decisi
 from __future__ import annotations
 
 import math
-import os
-import random
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
@@ -34,7 +31,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from naslab.loggers import quiet_lightning
+from naslab.strategies.own_model import own_torch_rng, train_own_model
 
 __all__ = ["Surrogate", "SurrogateNet"]
 
@@ -118,27 +115,6 @@ def _collate(items: Sequence[tuple[torch.Tensor, int, float]]) -> Batch:
     return ids, lengths, targets
 
 
-@contextmanager
-def _own_rng(seed: int) -> Iterator[None]:
-    """Seeds everything (lightning.seed_everything) and restores the caller's RNG states afterwards.
-
-    Training is then the same whatever ran before (e.g. after a resume), and the surrogate does not
-    shift the random streams of the search that uses it.
-    """
-    py_state, np_state, env_seed = random.getstate(), np.random.get_state(), os.environ.get("PL_GLOBAL_SEED")
-    with torch.random.fork_rng(devices=[]):
-        L.seed_everything(seed, verbose=False)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-            if env_seed is None:
-                os.environ.pop("PL_GLOBAL_SEED", None)
-            else:
-                os.environ["PL_GLOBAL_SEED"] = env_seed
-
-
 class Surrogate:
     """What a strategy uses: a hash table of (tokens -> score), `fit` on it, `predict` prefixes.
 
@@ -163,7 +139,7 @@ class Surrogate:
         self.epochs = epochs
         self.batch_size = batch_size
         self.seed = seed
-        with _own_rng(seed):  # the initial weights depend on the seed only
+        with own_torch_rng(seed):  # the initial weights depend on the seed only
             self.net = SurrogateNet(self.token_choices, input_size=input_size, hidden=hidden, lr=lr)
         self._offsets = _offsets(self.token_choices)
         self.data: dict[tuple[int, ...], float] = {}
@@ -217,21 +193,11 @@ class Surrogate:
             collate_fn=_collate,
             generator=torch.Generator().manual_seed(self.seed),
         )
-        with _own_rng(self.seed), quiet_lightning(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            trainer = L.Trainer(
-                accelerator="cpu",
-                devices=1,
-                max_epochs=self.epochs,
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                log_every_n_steps=1,  # few batches per epoch: avoid the "smaller than the logging interval" warning
-            )
-            trainer.fit(self.net, loader)
-        self.net.cpu()
-        return float(trainer.callback_metrics["surrogate/l1"])
+            # few batches per epoch: log every step, without the "smaller than the logging interval" warning
+            metrics = train_own_model(self.net, loader, self.epochs, self.seed, log_every_n_steps=1)
+        return metrics["surrogate/l1"]
 
     @torch.no_grad()
     def predict(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:

@@ -227,7 +227,7 @@ def fit(
     """
     from torch.utils.data import DataLoader, TensorDataset
 
-    from naslab.loggers import quiet_lightning
+    from naslab.strategies.own_model import train_own_model
 
     loader = DataLoader(
         TensorDataset(tokens, scores.float()),
@@ -236,18 +236,5 @@ def fit(
         generator=torch.Generator().manual_seed(seed),
     )
     # Own RNG stream (dropout, shuffling): identical training whatever ran before, e.g. after a resume.
-    with torch.random.fork_rng(devices=[]), quiet_lightning():
-        torch.manual_seed(seed)
-        trainer = L.Trainer(
-            max_epochs=epochs,
-            accelerator=accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            gradient_clip_val=grad_clip,
-        )
-        trainer.fit(model, loader)
-    model.cpu()
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("nao/")}
+    metrics = train_own_model(model, loader, epochs, seed, accelerator, gradient_clip_val=grad_clip)
+    return {k: v for k, v in metrics.items() if k.startswith("nao/")}
