@@ -1,15 +1,18 @@
-"""EPNAS and PNAS against random search on a planted macro score, the same number of evaluations.
+"""EPNAS and PNAS against random search on a planted score, the same number of evaluations.
 
-    python benchmarks/progressive_vs_random.py [--layers 6] [--k 10] [--iterations 3] [--seeds 5]
+    python benchmarks/progressive_vs_random.py [--space macro|micro_epnas] [--levels 6] [--k 10]
+        [--iterations 3] [--seeds 5] [--normalise sum|minmax] [--embedding kind|position]
 
-The planted evaluator (`evaluator=planted`) is an exact, known score over the token sequence, so the
-true quality of what each search returns is known. Each (strategy, seed) is a `mode=search` run of the
-real config. EPNAS / PNAS evaluate partial architectures on their way, and these count in the budget;
-random evaluates whole ones. The budget is what one EPNAS run of `iterations` progressions evaluates.
-`random (n)` gets only as many evaluations as EPNAS spends on complete architectures (iterations x K):
-the comparison when partial evaluations are nearly free (weight sharing). Prints the mean +- std over
-seeds of the returned architecture's score, its standardised score (standard deviations above a
-uniformly random architecture) and the wall time.
+The planted evaluator (`evaluator=planted`) is an exact, known score, so the true quality of what each
+search returns is known; a partial architecture is scored among architectures of its level. Each
+(strategy, seed) is a `mode=search` run of the real config. EPNAS / PNAS evaluate partial architectures
+on their way, and these count in the budget; random evaluates whole ones. The budget is what one EPNAS
+run of `iterations` progressions evaluates. `random (n)` gets only as many evaluations as EPNAS spends
+on complete architectures (iterations x K): the comparison when partial evaluations are nearly free
+(weight sharing). PNAS makes one progression and stops early (its evaluations are printed). Prints,
+over seeds, the returned architecture's score (mean +- std), its standardised score (standard
+deviations above a uniformly random architecture), the evaluations used, the two-sided Mann-Whitney
+p-value of the standardised scores against random at the full budget, and the wall time.
 """
 
 from __future__ import annotations
@@ -22,21 +25,31 @@ from pathlib import Path
 
 import numpy as np
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import open_dict
+from scipy.stats import mannwhitneyu
 
 from naslab.evaluators.planted import PlantedEvaluator
 from naslab.pipeline import run
-from naslab.spaces.macro import MacroSpace
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def space_overrides(args: argparse.Namespace) -> list[str]:
+    levels = "num_layers" if args.space == "macro" else "num_nodes"
+    return [f"space={args.space}", f"space.{levels}={args.levels}"]
 
 
 def search(strategy: str, seed: int, args: argparse.Namespace, budget: int) -> dict:
     overrides = [
         "mode=search",
         "logger=none",
-        "space=macro",
-        f"space.num_layers={args.layers}",
+        *space_overrides(args),
         "evaluator=planted",
         "evaluator.seed=0",  # one planted score for every run: only the search seed varies
         f"strategy={strategy}",
@@ -47,9 +60,10 @@ def search(strategy: str, seed: int, args: argparse.Namespace, budget: int) -> d
     if strategy in ("epnas", "pnas"):
         overrides += [f"strategy.k={args.k}", f"strategy.surrogate.epochs={args.surrogate_epochs}"]
         overrides += [f"strategy.iterations={args.iterations if strategy == 'epnas' else 1}"]
-        overrides += [f"strategy.normalise={args.normalise}"]
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        overrides += [f"strategy.normalise={args.normalise}", f"strategy.surrogate.embedding={args.embedding}"]
+        overrides += [f"strategy.tau_start={args.tau_start}", f"strategy.tau_decay={args.tau_decay}"]
+        overrides += [f"strategy.tau_end={args.tau_end}"]
+    cfg = compose_cfg(overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         with open_dict(cfg):
             cfg.paths.output_dir = run_dir
@@ -58,38 +72,55 @@ def search(strategy: str, seed: int, args: argparse.Namespace, budget: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--space", choices=["macro", "micro_epnas"], default="macro")
+    parser.add_argument("--levels", type=int, default=None, help="layers (macro, default 6) or blocks (micro, 5)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--surrogate-epochs", type=int, default=50)
     parser.add_argument("--normalise", choices=["sum", "minmax"], default="sum", help="EPNAS's strategy.normalise")
+    parser.add_argument("--tau-start", type=float, default=5.0, help="EPNAS's strategy.tau_start")
+    parser.add_argument("--tau-decay", type=float, default=0.5, help="EPNAS's strategy.tau_decay")
+    parser.add_argument("--tau-end", type=float, default=1.0, help="EPNAS's strategy.tau_end")
+    parser.add_argument(
+        "--embedding", choices=["kind", "position"], default="kind", help="the surrogate's rows (surrogate.embedding)"
+    )
+    parser.add_argument("--only", nargs="*", default=[], help="run only these strategies (random, pnas, epnas)")
     args = parser.parse_args()
-    space = MacroSpace(args.layers)
+    args.levels = args.levels or (6 if args.space == "macro" else 5)
+    space = instantiate(compose_cfg(space_overrides(args)).space)
     planted = PlantedEvaluator(space, seed=0)
-    per_progression = min(args.k, len(space.expand(None))) + (args.layers - 1) * args.k
+    per_progression = min(args.k, len(space.expand(None))) + (args.levels - 1) * args.k
     budget = args.iterations * per_progression
     print(
-        f"macro space, {args.layers} layers ({space.size():.3g} architectures); K={args.k}; budget {budget}; "
-        f"predictions normalised by {args.normalise}"
+        f"{space!r} ({space.size():.3g} architectures); K={args.k}; budget {budget}; "
+        f"predictions normalised by {args.normalise}; surrogate embedding by {args.embedding}; "
+        f"tau {args.tau_start} decaying by {args.tau_decay} to {args.tau_end}"
     )
-    print(f"{'strategy':18s} {'score (mean +- std)':>22s} {'standardised':>16s} {'s':>6s}")
+    print(f"{'strategy':18s} {'score (mean +- std)':>22s} {'standardised':>16s} {'evals':>6s} {'p':>6s} {'s':>6s}")
     complete_budget = args.iterations * args.k
-    for label, strategy, n in (
+    runs = [
         ("random", "random", budget),
         (f"random ({complete_budget})", "random", complete_budget),
         ("pnas", "pnas", budget),
         ("epnas", "epnas", budget),
-    ):
-        scores, z, start = [], [], time.perf_counter()
+    ]
+    baseline: list[float] = []
+    for label, strategy, n in [entry for entry in runs if entry[1] in args.only or not args.only]:
+        scores, z, evaluated, start = [], [], [], time.perf_counter()
         for seed in range(args.seeds):
             results = search(strategy, seed, args, n)
             genotype = space.genotype_from_dict(json.loads(results["genotype_key"]))
             scores.append(planted.score(genotype))
             z.append(planted.standardised(genotype))
+            evaluated.append(results["search"]["num_evaluated"])
+        if label == "random":
+            baseline = z
+        p = mannwhitneyu(z, baseline).pvalue if baseline and label != "random" else float("nan")
         print(
             f"{label:18s} {np.mean(scores):12.4f} +- {np.std(scores, ddof=1):.4f} "
-            f"{np.mean(z):8.2f} +- {np.std(z, ddof=1):.2f} {time.perf_counter() - start:6.1f}"
+            f"{np.mean(z):8.2f} +- {np.std(z, ddof=1):.2f} {np.mean(evaluated):6.0f} {p:6.2f} "
+            f"{time.perf_counter() - start:6.1f}"
         )
 
 

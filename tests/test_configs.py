@@ -62,7 +62,11 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
         test_metric = "test_perplexity" if probe.dataset.stem == "text" else "test_accuracy"
         assert results["final"][test_metric] is not None
     if probe.mode in ("search", "search_train"):
-        if results["strategy"] == "darts":  # one derivation per search epoch; no evaluator
+        if results["strategy"] in ("epnas", "pnas"):  # debug: one progression of K = 2 through every level
+            levels = probe.space.get("num_layers") or probe.space.num_nodes
+            assert results["search"]["num_evaluated"] >= 2 * levels
+            assert (tmp_path / "run" / "progression.png").exists()
+        elif results["strategy"] == "darts":  # one derivation per search epoch; no evaluator
             assert results["evaluator"] is None and results["search"]["num_evaluated"] == probe_fast_epochs(preset)
         elif results["evaluator"] in ("standalone", "table"):
             assert results["search"]["num_evaluated"] == 2  # debug=fast: two architectures

@@ -19,6 +19,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from naslab.analysis.prediction_plot import plot_predicted_vs_measured
+from naslab.analysis.progression_plot import COLUMNS as PROGRESSION_COLUMNS
+from naslab.analysis.progression_plot import plot_progression, progression_rows
 from naslab.analysis.search_plot import plot_search_curve
 from naslab.analysis.study import load_wandb_runs
 from naslab.evaluators.base import Evaluator
@@ -232,10 +234,15 @@ def _search(
         outcome.archive.records, run_dir / "search_curve.png", f"{method} on {cfg.dataset.name}", xlabel
     )
     scatter = plot_predicted_vs_measured(outcome.archive.records, run_dir / "predicted_vs_measured.png", strategy.name)
-    log_images(logger, "search", [curve] + ([scatter] if scatter else []))
+    progression = plot_progression(
+        outcome.archive.records, run_dir / "progression.png", f"{method} on {cfg.dataset.name}"
+    )
+    log_images(logger, "search", [curve] + [p for p in (scatter, progression) if p])
     columns = ("index", "score", "params", "wall_seconds", "error", "genotype")
     rows = [(r.index, r.score, r.params, r.wall_seconds, r.error, r.readable) for r in outcome.archive.records]
     log_table(logger, "search/archive", columns, rows)
+    if progression:  # EPNAS / PNAS: the sampled set of every level, with its predictions
+        log_table(logger, "search/levels", PROGRESSION_COLUMNS, progression_rows(outcome.archive.records))
     results["search"] = {
         "best_score": outcome.best_score,
         "num_evaluated": outcome.num_evaluated,

@@ -21,13 +21,13 @@ SPACE = MicroSpace(2, "enas")
 TASK = Task(10, (1, 8, 8))
 
 
-def evaluator(**kw) -> SharedEvaluator:
+def evaluator(space: MicroSpace = SPACE, channels: int = 4, **kw) -> SharedEvaluator:
     return SharedEvaluator(
-        SPACE,
+        space,
         TASK,
         lambda **k: DigitsDataModule(phase="search", **k),
-        lambda **k: L.Trainer(accelerator="cpu", **k),
-        channels=4,
+        lambda **k: L.Trainer(accelerator="cpu", enable_progress_bar=False, **k),
+        channels=channels,
         batch_size=32,
         **kw,
     )
@@ -62,18 +62,7 @@ def test_shared_training_lifts_every_path(tmp_path) -> None:
     each path gets a fraction of ~180 steps; ENAS trains ~45k steps.
     """
     space = MicroSpace(2, ["sep_conv_3x3", "identity"])
-    ev = SharedEvaluator(
-        space,
-        TASK,
-        lambda **k: DigitsDataModule(phase="search", **k),
-        lambda **k: L.Trainer(accelerator="cpu", enable_progress_bar=False, **k),
-        channels=8,
-        batch_size=32,
-        epochs=5,
-        strategy_steps=1,
-        derive_samples=2,
-        valid_batches=4,
-    )
+    ev = evaluator(space, channels=8, epochs=5, strategy_steps=1, derive_samples=2, valid_batches=4)
     genotypes = [space.sample(np.random.default_rng(s)) for s in range(10)]
     before = np.mean([e.score for e in ev.evaluate(genotypes)])
     result = ev.search(RandomStrategy(space, 0), tmp_path)
@@ -122,3 +111,18 @@ def test_kill_9_then_resume_loses_no_completed_epoch(compose_cfg, tmp_path) -> N
     assert epochs == set(range(5))  # every epoch's strategy phase is in the archive exactly as a set
     strategy_records = [r for r in after if "epoch" in r["extra"]]
     assert len(strategy_records) == 5 * 3
+
+
+def test_shared_training_stops_when_the_strategy_has_run_its_course(tmp_path) -> None:
+    """EPNAS has a natural end (its last progression): the supernet does not train on without it."""
+    from naslab.strategies.epnas import EPNASStrategy
+
+    space = MicroSpace(2, ["identity", "sep_conv_3x3"], tied=True)
+    ev = evaluator(space, epochs=50, train_batches=2, strategy_steps=1, strategy_batch=2, derive_samples=2)
+    strategy = EPNASStrategy(space, seed=0, k=2, iterations=1, surrogate={"epochs": 2})
+    result = ev.search(strategy, tmp_path)
+    assert strategy.finished
+    epochs = [r.extra["epoch"] for r in result.archive.records if "epoch" in r.extra]
+    assert epochs == [0, 0, 1, 1]  # level 1 after epoch 0, level 2 after epoch 1, then no more training
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["epoch"] == 1
+    assert space.is_complete(result.best_genotype)

@@ -33,7 +33,7 @@ def test_zero_op_outputs_zeros() -> None:
 
 
 def test_op_sets_use_registered_ops_and_paper_sizes() -> None:
-    assert {k: len(v) for k, v in OP_SETS.items()} == {"enas": 5, "nao": 11, "darts": 8}
+    assert {k: len(v) for k, v in OP_SETS.items()} == {"enas": 5, "nao": 11, "epnas": 7, "darts": 8}
     for ops in OP_SETS.values():
         assert all(op in OPS for op in ops)
 

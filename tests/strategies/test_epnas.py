@@ -11,6 +11,7 @@ from naslab.evaluators.planted import PlantedEvaluator
 from naslab.search import run_search
 from naslab.spaces.macro import MacroGenotype, MacroSpace
 from naslab.spaces.micro import MicroSpace
+from naslab.spaces.rnn import RNNSpace
 from naslab.strategies.epnas import EPNASStrategy, PNASStrategy, normalised
 
 SPACE = MacroSpace(3, op_set=["conv_3x3", "max_pool_3x3", "avg_pool_3x3"])
@@ -88,7 +89,8 @@ def test_search_loop_returns_a_complete_architecture_and_logs_the_surrogate(tmp_
     assert outcome.best_score == max(r.score for r in complete)  # partial architectures are not the result
     logged = {k for m in metrics for k in m}
     assert {"strategy/surrogate_kendall_tau", "strategy/temperature", "strategy/level"} <= logged
-    assert {r.extra["level"] for r in outcome.archive.records} == {1, 2, 3}
+    assert {r.extra["epnas"]["level"] for r in outcome.archive.records} == {1, 2, 3}
+    assert all("predicted" in r.extra["epnas"] for r in outcome.archive.records)
     # one metrics row per measured level, naming that level: 2 progressions x 3 levels
     levels = [(m["strategy/iteration"], m["strategy/level"]) for m in metrics if "strategy/level" in m]
     assert levels == [(i, lv) for i in (0.0, 1.0) for lv in (1.0, 2.0, 3.0)]
@@ -96,6 +98,8 @@ def test_search_loop_returns_a_complete_architecture_and_logs_the_surrogate(tmp_
 
 def test_a_space_without_levels_is_a_clear_error() -> None:
     with pytest.raises(NotImplementedError, match="no progressive levels"):
+        EPNASStrategy(RNNSpace(num_nodes=2), seed=0)
+    with pytest.raises(ValueError, match="grows one cell used as both normal and reduction cell.*space.tied=true"):
         EPNASStrategy(MicroSpace(2), seed=0)
 
 
@@ -108,3 +112,25 @@ def test_minmax_normalisation_spreads_clustered_predictions() -> None:
         EPNASStrategy(SPACE, normalise="softmax")
     strategy = EPNASStrategy(SPACE, seed=0, k=2, normalise="minmax", surrogate=FAST)
     assert len(drive(strategy, PlantedEvaluator(SPACE, seed=1))) == 3 * 3  # 3 progressions of 3 levels
+
+
+def test_micro_progression_grows_one_tied_cell_block_by_block(tmp_path: Path) -> None:
+    """EPNAS on the PNAS / EPNAS cell space: level b measures cells of b blocks, each extending a parent."""
+    space = MicroSpace(3, op_set=["identity", "conv_3x3", "max_pool_3x3"], tied=True)
+    strategy = EPNASStrategy(space, seed=0, k=5, iterations=1, surrogate=FAST)
+    levels = drive(strategy, PlantedEvaluator(space, seed=1))
+    assert [len(batch) for batch in levels] == [5, 5, 5]
+    assert [{space.level(g) for g in batch} for batch in levels] == [{1}, {2}, {3}]
+    for parents, children in zip(levels, levels[1:]):
+        parent_keys = {space.key(p) for p in parents}
+        assert all(space.key(space.prefix(c, space.level(c) - 1)) in parent_keys for c in children)
+    assert all(g.normal == g.reduce for batch in levels for g in batch)
+    outcome = run_search(
+        space,
+        EPNASStrategy(space, seed=0, k=5, iterations=1, surrogate=FAST),
+        PlantedEvaluator(space, seed=1),
+        tmp_path,
+        num_architectures=15,
+        batch_size=5,
+    )
+    assert space.is_complete(outcome.best_genotype) and outcome.best_genotype.normal == outcome.best_genotype.reduce

@@ -20,6 +20,7 @@ from naslab.strategies.epnas_surrogate import Surrogate, SurrogateNet, _collate,
 
 SPACE = MacroSpace(num_layers=4)
 CHOICES = SPACE.token_choices()  # [6, 6, 2, 6, 2, 2, 6, 2, 2, 2]
+KINDS = SPACE.token_kinds()  # op, op, skip, op, skip, skip, ...
 # Layer l contributes 1 + l tokens (its op, then one skip bit per earlier layer): prefixes end here.
 BOUNDS = [sum(1 + layer for layer in range(k)) for k in range(1, SPACE.num_layers + 1)]  # [1, 3, 6, 10]
 
@@ -64,7 +65,7 @@ def test_token_table_and_prefix_bounds_match_the_space() -> None:
 
 
 def test_output_shape_range_and_padding_does_not_matter() -> None:
-    surrogate = Surrogate(CHOICES, seed=0)
+    surrogate = Surrogate(CHOICES, KINDS, seed=0)
     rng = np.random.default_rng(0)
     seqs = prefixes(rng, 12)
     short = min(seqs, key=len)
@@ -82,13 +83,18 @@ def test_output_shape_range_and_padding_does_not_matter() -> None:
     net = surrogate.net.eval()
     ids, lengths, _ = _collate([(surrogate.encode(s), len(s), 0.5) for s in (short, full)])
     garbage = ids.clone()
-    garbage[0, len(short) :] = sum(CHOICES) - 1
+    garbage[0, len(short) :] = net.embedding.num_embeddings - 1
     with torch.no_grad():
         assert torch.allclose(net(ids, lengths), net(garbage, lengths), atol=1e-6)
 
 
-def test_ids_are_offset_by_position() -> None:
-    surrogate = Surrogate(CHOICES)
+def test_ids_share_rows_by_kind_or_are_offset_by_position() -> None:
+    by_kind = Surrogate(CHOICES, KINDS)
+    assert by_kind.encode((0, 0, 1, 5, 1, 0)).tolist() == [0, 0, 7, 5, 7, 6]  # ops: rows 0-5, skips: 6-7
+    assert by_kind.net.embedding.num_embeddings == 8
+    one_kind = Surrogate(CHOICES)  # a space without kinds: every position reads the same rows
+    assert one_kind.encode((0, 0, 1)).tolist() == [0, 0, 1] and one_kind.net.embedding.num_embeddings == 6
+    surrogate = Surrogate(CHOICES, embedding="position")
     assert surrogate.encode((0, 0, 1)).tolist() == [0, 6, 13]  # offsets 0, 6, 12: cumulative choices
     assert surrogate.net.embedding.num_embeddings == sum(CHOICES)
     weights = [surrogate.net.embedding.weight, surrogate.net.head.weight, surrogate.net.head.bias]
@@ -97,9 +103,9 @@ def test_ids_are_offset_by_position() -> None:
 
 def test_one_training_step_reaches_embedding_lstm_and_head() -> None:
     torch.manual_seed(0)
-    net = SurrogateNet(CHOICES, input_size=16, hidden=16)
+    surrogate = Surrogate(CHOICES, embedding="position")
+    net = SurrogateNet(surrogate.net.embedding.num_embeddings, input_size=16, hidden=16)
     seqs = prefixes(np.random.default_rng(1), 8)
-    surrogate = Surrogate(CHOICES)
     dataset = _PrefixDataset([surrogate.encode(s) for s in seqs], [0.5] * len(seqs))
     batch = _collate([dataset[i] for i in range(len(dataset))])
     with warnings.catch_warnings():  # self.log() outside a Trainer only warns
@@ -168,6 +174,10 @@ def test_bad_input_raises_one_line_value_errors() -> None:
     with pytest.raises(ValueError) as info:
         surrogate.add((0, 0, 5), 0.5)
     assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="embedding must be one of kind, position, got 'tokens'"):
+        Surrogate(CHOICES, embedding="tokens")
+    with pytest.raises(ValueError, match="3 token kinds for 10 positions"):
+        Surrogate(CHOICES, KINDS[:3])
 
 
 def test_learns_a_planted_score_on_variable_length_prefixes() -> None:
@@ -177,7 +187,7 @@ def test_learns_a_planted_score_on_variable_length_prefixes() -> None:
     train = prefixes(rng, 300)
     test = prefixes(rng, 100, exclude=set(train))
     assert {len(s) for s in train} == set(BOUNDS) and not set(train) & set(test)
-    surrogate = Surrogate(CHOICES, lr=3e-3, epochs=30, seed=0)
+    surrogate = Surrogate(CHOICES, KINDS, lr=3e-3, epochs=30, seed=0)
     for tokens in train:
         surrogate.add(tokens, score(tokens))
     untrained = kendalltau(surrogate.predict(test), [score(s) for s in test]).statistic
@@ -191,9 +201,44 @@ def test_learns_a_planted_score_on_variable_length_prefixes() -> None:
     assert kendalltau(predicted[full], [score(test[i]) for i in full]).statistic > 0.5
 
 
+def kind_score(seed: int):
+    """A score mostly by kind: one weight per op and per skip value wherever it stands, plus a little
+    per (position, value): what an op is worth carries over from one layer to the next."""
+    rng = np.random.default_rng(seed)
+    per_kind = {"op": rng.normal(size=len(SPACE.ops)), "skip": rng.normal(size=2)}
+    per_position = [0.3 * rng.normal(size=n) for n in CHOICES]
+
+    def score(tokens: tuple[int, ...]) -> float:
+        z = sum(per_kind[KINDS[p]][v] + per_position[p][v] for p, v in enumerate(tokens)) / np.sqrt(len(tokens))
+        return float(0.2 + 0.7 / (1.0 + np.exp(-z)))
+
+    return score
+
+
+def test_rows_shared_by_kind_predict_the_next_level_that_rows_per_position_cannot() -> None:
+    """A progressive search asks about level l + 1 after seeing levels 1..l: the 4th layer's tokens have
+    never been seen. Rows shared by kind carry what was learnt about each op; rows per position are
+    still random there, so their ranking of the new level is guesswork."""
+    score = kind_score(seed=5)
+    rng = np.random.default_rng(4)
+    seen = [p for p in prefixes(rng, 400) if len(p) < BOUNDS[-1]][:250]
+    new_level = [p for p in prefixes(rng, 400, exclude=set(seen)) if len(p) == BOUNDS[-1]][:80]
+    assert len(new_level) == 80 and {len(p) for p in seen} == set(BOUNDS[:-1])
+    truth = [score(p) for p in new_level]
+    taus = {}
+    for embedding in ("kind", "position"):
+        surrogate = Surrogate(CHOICES, KINDS, embedding=embedding, lr=3e-3, epochs=30, seed=0)
+        for tokens in seen:
+            surrogate.add(tokens, score(tokens))
+        surrogate.fit()
+        taus[embedding] = kendalltau(surrogate.predict(new_level), truth).statistic
+    assert taus["kind"] > 0.5, taus
+    assert taus["kind"] > taus["position"] + 0.15, taus
+
+
 def _trained(seed: int, epochs: int = 3) -> Surrogate:
     score = planted_score(seed=1)
-    surrogate = Surrogate(CHOICES, input_size=32, hidden=32, epochs=epochs, batch_size=16, seed=seed)
+    surrogate = Surrogate(CHOICES, KINDS, input_size=32, hidden=32, epochs=epochs, batch_size=16, seed=seed)
     for tokens in prefixes(np.random.default_rng(5), 60):
         surrogate.add(tokens, score(tokens))
     surrogate.fit()
@@ -223,7 +268,7 @@ def test_state_dict_round_trip_and_resume() -> None:
     buffer = io.BytesIO()
     torch.save(original.state_dict(), buffer)  # as a killed search would have saved it
     buffer.seek(0)
-    restored = Surrogate(CHOICES, input_size=32, hidden=32, epochs=3, batch_size=16, seed=2)
+    restored = Surrogate(CHOICES, KINDS, input_size=32, hidden=32, epochs=3, batch_size=16, seed=2)
     restored.load_state_dict(torch.load(buffer))
     assert restored.data == original.data
     np.testing.assert_array_equal(restored.predict(queries), original.predict(queries))

@@ -55,3 +55,8 @@ def test_temperature_decays_towards_one() -> None:
     assert temperature(50) == pytest.approx(1.0) and temperature(50) >= 1.0
     with pytest.raises(ValueError):
         temperature(0, start=0.5)
+    # an end below 1 sharpens the last progressions towards the greedy top K
+    assert [temperature(i, 5.0, 0.25, end=0.1) for i in range(3)] == pytest.approx([5.0, 1.325, 0.40625])
+    assert temperature(60, 5.0, 0.25, end=0.1) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="0 < end <= start"):
+        temperature(0, 5.0, 0.5, end=0.0)

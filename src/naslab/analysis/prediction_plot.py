@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from naslab.analysis.canvas import plot_axes
 from naslab.analysis.ranking import pairwise_accuracy
 from naslab.archive import ArchiveRecord
 
@@ -43,11 +42,7 @@ def plot_predicted_vs_measured(records: Sequence[ArchiveRecord], path: str | Pat
     points = predictions(records)
     if not points:
         return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(4.8, 4.4), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    path, fig, ax = plot_axes(path, (4.8, 4.4))
     generations = sorted({g for _, _, g in points})
     colours = matplotlib.colormaps["viridis"]
     for i, generation in enumerate(generations):

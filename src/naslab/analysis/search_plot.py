@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from naslab.analysis.canvas import plot_axes
 from naslab.archive import ArchiveRecord
 
 
@@ -25,11 +23,7 @@ def plot_search_curve(
 
     DARTS archives one derivation per epoch, so its curve is drawn against search epochs (`xlabel`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6.4, 3.6), dpi=120)
-    FigureCanvasAgg(fig)  # a bare Agg figure: no pyplot state, safe in notebooks and threads
-    ax = fig.add_subplot()
+    path, fig, ax = plot_axes(path, (6.4, 3.6))
     ok = [(i, r.score) for i, r in enumerate(records) if r.error is None]
     failed = [i for i, r in enumerate(records) if r.error is not None]
     if ok:

@@ -14,6 +14,9 @@ deep it is wired, a little of where), and respecting the space's symmetries (twi
   per (position, token) and `interaction` * a weight per adjacent token pair.
 
 The raw sum is standardised over uniformly sampled architectures and squashed to (0.5, 0.95), an accuracy-like range.
+A progressive space's partial architecture (fewer layers or blocks) is standardised against the same
+samples cut to its level (`space.prefix`): a shallow network is judged among shallow ones, as its
+measured accuracy would be, and its score predicts its descendants' (the full sum extends its sum).
 `noise` adds Gaussian noise per architecture (deterministic: the same architecture, the same noise).
 """
 
@@ -56,8 +59,19 @@ class PlantedEvaluator(Evaluator[G]):
             self.pair = rng.normal(size=(max(len(choices) - 1, 1), width, width))
         # Standardise over uniformly sampled architectures, so that scores spread over the range.
         reference = np.random.default_rng([seed, 1])
-        raws = [self.raw(space.sample(reference)) for _ in range(256)]
-        self.center, self.scale = float(np.mean(raws)), float(np.std(raws)) or 1.0
+        self._reference = [space.sample(reference) for _ in range(256)]
+        self.center, self.scale = self._moments(self._reference)
+        self._level_moments: dict[int, tuple[float, float]] = {space.max_level(): (self.center, self.scale)}
+
+    def _moments(self, genotypes: Sequence[G]) -> tuple[float, float]:
+        raws = [self.raw(g) for g in genotypes]
+        return float(np.mean(raws)), float(np.std(raws)) or 1.0
+
+    def _level_center_scale(self, genotype: G) -> tuple[float, float]:
+        level = self.space.level(genotype)
+        if level not in self._level_moments:
+            self._level_moments[level] = self._moments([self.space.prefix(g, level) for g in self._reference])
+        return self._level_moments[level]
 
     def raw(self, genotype: G) -> float:
         """The unsquashed score: a sum of standard-normal weights over the architecture's decisions."""
@@ -77,8 +91,9 @@ class PlantedEvaluator(Evaluator[G]):
         return float(total)
 
     def standardised(self, genotype: G) -> float:
-        """How many standard deviations above a uniformly random architecture (no squashing, no noise)."""
-        return (self.raw(genotype) - self.center) / self.scale
+        """How many standard deviations above a uniformly random architecture of its level (no squashing, no noise)."""
+        center, scale = self._level_center_scale(genotype)
+        return (self.raw(genotype) - center) / scale
 
     def score(self, genotype: G) -> float:
         z = self.standardised(genotype)

@@ -126,6 +126,15 @@ class SharedWeightsSearch(L.LightningModule):
                 metrics = self.strategy.pop_metrics()
                 if metrics and self.log_fn is not None:
                     self.log_fn({f"strategy/{k}": v for k, v in metrics.items()}, len(self.archive))
+                if self.strategy.finished:
+                    break
+            if self.strategy.finished and epoch + 1 < self.epochs:
+                log.info(
+                    "the strategy finished its course after epoch %d of %d: shared training stops",
+                    epoch + 1,
+                    self.epochs,
+                )
+                self.trainer.should_stop = True
         self.lr_schedulers().step()
         self.save_search_checkpoint()
 

@@ -154,11 +154,24 @@ for _k in (3, 5):
     OPS.add(f"dil_conv_{_k}x{_k}", lambda c, stride, affine, k=_k: DilConv(c, c, k, stride, (k // 2) * 2, 2, affine))
 OPS.add("conv_1x1", lambda c, stride, affine: ReLUConvBN(c, c, 1, stride, 0, affine))
 OPS.add("conv_3x3", lambda c, stride, affine: ReLUConvBN(c, c, 3, stride, 1, affine))
+OPS.add("conv_5x5", lambda c, stride, affine: ReLUConvBN(c, c, 5, stride, 2, affine))
 OPS.add("conv_1x3_3x1", lambda c, stride, affine: FactorizedConv(c, 3, stride, affine))
 OPS.add("conv_1x7_7x1", lambda c, stride, affine: FactorizedConv(c, 7, stride, affine))
 for _kind in ("max", "avg"):
     for _k in (2, 3, 5):
         _register_pool(_kind, _k)
+
+# The ENAS macro space's 6 ops in the index order of ENAS's released code (general_child.py branches 0-5),
+# so an op token is the number ENAS writes in its arc strings (cifar10_macro_final.sh's fixed_arc). The
+# macro space realises them as whole layers (spaces/macro_network.py); EPNAS's cells use them as edges.
+ENAS_MACRO_OP_NAMES: tuple[str, ...] = (
+    "conv_3x3",
+    "sep_conv_3x3",
+    "conv_5x5",
+    "sep_conv_5x5",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+)
 
 # Op sets of the papers, in the index order their encodings use.
 OP_SETS: dict[str, tuple[str, ...]] = {
@@ -178,6 +191,8 @@ OP_SETS: dict[str, tuple[str, ...]] = {
         "avg_pool_3x3",
         "avg_pool_5x5",
     ),
+    # EPNAS micro: the 6 macro ops (ENAS's index order) plus identity (file 002, "Micro search space")
+    "epnas": ("identity", *ENAS_MACRO_OP_NAMES),
     # DARTS: the 8 ops of Liu et al. (incl. the zero op `none`)
     "darts": (
         "none",

@@ -138,6 +138,13 @@ class Space(ABC, Generic[G]):
         """`validate`, also accepting the partial genotypes of a progressive space (evaluators call this)."""
         self.validate(genotype)
 
+    def prefix(self, genotype: G, level: int) -> G:
+        """`genotype`'s ancestor at `level` (its first `level` layers or blocks): what a progressive
+        search measured on the way to it. A space without levels has only the genotype itself."""
+        if level >= self.level(genotype):
+            return genotype
+        raise NotImplementedError(f"the {self.name} space has no progressive levels (prefix)")
+
     @abstractmethod
     def genotype_from_dict(self, data: Any) -> G:
         """Reads a genotype from its JSON data (validated structurally, not against the space)."""

@@ -256,6 +256,11 @@ class MacroSpace(Space[MacroGenotype]):
         skip_sets = [s for n in range(i + 1) for s in itertools.combinations(range(i), n)]
         return [MacroGenotype(layers + (MacroLayer(op, skips),)) for op in self.ops for skips in skip_sets]
 
+    def prefix(self, genotype: MacroGenotype, level: int) -> MacroGenotype:
+        """The first `level` layers (skips only reach earlier layers, so they stay valid)."""
+        self.validate(genotype, partial=True)
+        return MacroGenotype(genotype.layers[:level])
+
     # --- networks and pictures ---------------------------------------------------------------
     def build_child(self, genotype: MacroGenotype, task: Task, channels: int = 16, **_: Any) -> nn.Module:
         """The stand-alone child; cell-space keywords (cells_per_stage, auxiliary, ...) are ignored."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from torch import nn
 
-from naslab.ops.cnn import FactorizedReduce, Pool
+from naslab.ops.cnn import ENAS_MACRO_OP_NAMES, FactorizedReduce, Pool
 
 if TYPE_CHECKING:  # macro.py imports this module for its op table; only annotations need the genotype
     from naslab.spaces.macro import MacroGenotype
@@ -84,16 +84,7 @@ MACRO_OPS: dict[str, MacroOpFactory] = {
     "avg_pool_3x3": lambda c: Pool("avg", 3, 1),
 }
 
-# Index order of ENAS's released code (general_child.py branches 0-5), so an op token is the
-# number ENAS writes in its arc strings (e.g. cifar10_macro_final.sh's fixed_arc).
-MACRO_OPS_ENAS: tuple[str, ...] = (
-    "conv_3x3",
-    "sep_conv_3x3",
-    "conv_5x5",
-    "sep_conv_5x5",
-    "avg_pool_3x3",
-    "max_pool_3x3",
-)
+MACRO_OPS_ENAS = ENAS_MACRO_OP_NAMES  # op names of ENAS's index order (ops/cnn.py, shared with EPNAS's cells)
 
 MACRO_OP_SETS: dict[str, tuple[str, ...]] = {"enas_macro": MACRO_OPS_ENAS}
 

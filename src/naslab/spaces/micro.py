@@ -5,6 +5,12 @@ reduction cell. The token sequence lists, cell by cell and node by node,
 [left input, left op, right input, right op]; tokens are indices into the valid choices at
 their position (inputs 0..k+1 for node k, ops 0..|ops|-1), which is what an ENAS controller's
 per-position softmax and NAO's decoder mask need.
+
+`tied=True` is the cell space of PNAS and EPNAS (file 002, "Micro search space"): one cell structure
+describes the whole network, the reduction cells being the same cell with strides, so the tokens
+list one cell. Tied spaces grow progressively: level b is a cell of b blocks (`expand`), and a cell
+of fewer blocks runs in the same networks and supernet (the 1x1 convs that read a cell output take
+whichever nodes it concatenates).
 """
 
 from __future__ import annotations
@@ -28,13 +34,21 @@ TOKENS_PER_NODE = 4
 CELL_NAMES = ("normal", "reduce")
 
 
+def _order(branch: Branch) -> tuple[int, str]:
+    return (branch.input, branch.op)
+
+
 class MicroSpace(Space[MicroGenotype]):
     """Normal + reduction cell with `num_nodes` nodes over a named op set."""
 
     name = "micro"
 
     def __init__(
-        self, num_nodes: int = 5, op_set: str | Sequence[str] = "enas", concat: Literal["unused", "all"] = "unused"
+        self,
+        num_nodes: int = 5,
+        op_set: str | Sequence[str] = "enas",
+        concat: Literal["unused", "all"] = "unused",
+        tied: bool = False,
     ):
         if num_nodes < 1:
             raise ValueError(f"micro space needs num_nodes >= 1, got {num_nodes}")
@@ -44,10 +58,17 @@ class MicroSpace(Space[MicroGenotype]):
         self.ops: tuple[str, ...] = lookup_op_set(op_set)
         self.op_set_name = op_set if isinstance(op_set, str) else "custom"
         self.concat_rule = concat
+        self.tied = bool(tied)
 
     def __repr__(self) -> str:
         ops = f"'{self.op_set_name}'" if self.op_set_name != "custom" else repr(list(self.ops))
-        return f"MicroSpace(num_nodes={self.num_nodes}, op_set={ops}, concat='{self.concat_rule}')"
+        tied = ", tied=True" if self.tied else ""
+        return f"MicroSpace(num_nodes={self.num_nodes}, op_set={ops}, concat='{self.concat_rule}'{tied})"
+
+    @property
+    def num_cells(self) -> int:
+        """Cells the tokens describe: 1 when tied (normal = reduce), else 2."""
+        return 1 if self.tied else len(CELL_NAMES)
 
     # --- structure -------------------------------------------------------------------------
     def _concat(self, nodes: tuple[Node, ...]) -> tuple[int, ...]:
@@ -61,11 +82,11 @@ class MicroSpace(Space[MicroGenotype]):
 
     def size(self) -> int:
         per_cell = math.prod((k + NUM_CELL_INPUTS) ** 2 * len(self.ops) ** 2 for k in range(self.num_nodes))
-        return per_cell**2
+        return per_cell**self.num_cells
 
     def sample(self, rng: np.random.Generator) -> MicroGenotype:
         cells = []
-        for _ in CELL_NAMES:
+        for _ in range(self.num_cells):
             nodes = []
             for k in range(self.num_nodes):
                 branches = [
@@ -74,7 +95,7 @@ class MicroSpace(Space[MicroGenotype]):
                 ]
                 nodes.append(Node(*branches))
             cells.append(self._cell(nodes))
-        return MicroGenotype(*cells)
+        return MicroGenotype(cells[0], cells[-1])
 
     def enumerate(self) -> Iterator[MicroGenotype]:
         if self.size() > 1_000_000:
@@ -88,15 +109,16 @@ class MicroSpace(Space[MicroGenotype]):
         per_cell = []
         for k in range(self.num_nodes):
             per_cell += [k + NUM_CELL_INPUTS, len(self.ops)] * 2
-        return per_cell * len(CELL_NAMES)
+        return per_cell * self.num_cells
 
     def token_kinds(self) -> list[str]:
         return ["input", "op"] * (len(self.token_choices()) // 2)
 
     def to_tokens(self, genotype: MicroGenotype) -> tuple[int, ...]:
-        self.validate(genotype)
+        """The token sequence; a tied space's partial genotype (fewer blocks) gives its prefix."""
+        self.validate(genotype, partial=self.tied)
         tokens: list[int] = []
-        for cell in (genotype.normal, genotype.reduce):
+        for cell in (genotype.normal, genotype.reduce)[: self.num_cells]:
             for node in cell.nodes:
                 for branch in node.branches:
                     tokens += [branch.input, self.ops.index(branch.op)]
@@ -106,28 +128,29 @@ class MicroSpace(Space[MicroGenotype]):
         self.check_tokens(tokens)
         per_cell = self.num_nodes * TOKENS_PER_NODE
         cells = []
-        for c in range(len(CELL_NAMES)):
+        for c in range(self.num_cells):
             chunk = [int(t) for t in tokens[c * per_cell : (c + 1) * per_cell]]
             nodes = [
                 Node(Branch(chunk[i], self.ops[chunk[i + 1]]), Branch(chunk[i + 2], self.ops[chunk[i + 3]]))
                 for i in range(0, per_cell, TOKENS_PER_NODE)
             ]
             cells.append(self._cell(nodes))
-        return MicroGenotype(*cells)
+        return MicroGenotype(cells[0], cells[-1])
 
     # --- equivalences and validation --------------------------------------------------------
     def symmetries(self, genotype: MicroGenotype) -> list[MicroGenotype]:
         """All genotypes reachable by swapping the two branches of any nodes (a node sums them).
 
-        The concat set is unchanged by swaps, so every variant is the same network function.
+        The concat set is unchanged by swaps, so every variant is the same network function. A tied
+        space swaps the same nodes in both cells, so its variants stay tied.
         """
         variants = []
-        for cell in (genotype.normal, genotype.reduce):
+        for cell in (genotype.normal, genotype.reduce)[: self.num_cells]:
             options = [{node, node.swapped()} for node in cell.nodes]
             variants.append([Cell(tuple(nodes), cell.concat) for nodes in itertools.product(*options)])
         seen: dict[MicroGenotype, None] = {}
-        for normal, reduce in itertools.product(*variants):
-            seen.setdefault(MicroGenotype(normal, reduce), None)
+        for cells in itertools.product(*variants):
+            seen.setdefault(MicroGenotype(cells[0], cells[-1]), None)
         return list(seen)
 
     def random_symmetry(self, genotype: MicroGenotype, rng: np.random.Generator) -> MicroGenotype:
@@ -137,7 +160,8 @@ class MicroSpace(Space[MicroGenotype]):
             nodes = tuple(node.swapped() if rng.integers(2) else node for node in cell.nodes)
             return Cell(nodes, cell.concat)
 
-        return MicroGenotype(swap_some(genotype.normal), swap_some(genotype.reduce))
+        normal = swap_some(genotype.normal)
+        return MicroGenotype(normal, normal if self.tied else swap_some(genotype.reduce))
 
     def canonical(self, genotype: MicroGenotype) -> MicroGenotype:
         """Branches of every node in sorted (input, op) order: equal for all symmetric variants."""
@@ -151,11 +175,17 @@ class MicroSpace(Space[MicroGenotype]):
 
         return MicroGenotype(canon(genotype.normal), canon(genotype.reduce))
 
-    def validate(self, genotype: MicroGenotype) -> None:
+    def validate(self, genotype: MicroGenotype, partial: bool = False) -> None:
+        """A one-line error unless `genotype` is in the space; `partial` also accepts cells of fewer
+        blocks (a tied space's progressive levels)."""
         if not isinstance(genotype, MicroGenotype):
             raise GenotypeError(f"expected a MicroGenotype, got {type(genotype).__name__}")
+        if self.tied and genotype.normal != genotype.reduce:
+            raise GenotypeError(f"{self!r} ties the reduction cell to the normal cell, but the genotype's cells differ")
         for name, cell in genotype.cells.items():
-            if cell.num_nodes != self.num_nodes:
+            if partial and not 1 <= cell.num_nodes <= self.num_nodes:
+                raise GenotypeError(f"{name} has {cell.num_nodes} nodes; {self!r} has 1..{self.num_nodes}")
+            if not partial and cell.num_nodes != self.num_nodes:
                 raise GenotypeError(f"{name} has {cell.num_nodes} nodes; {self!r} has {self.num_nodes}")
             expected = self._concat(cell.nodes)
             if cell.concat != expected:
@@ -173,6 +203,51 @@ class MicroSpace(Space[MicroGenotype]):
 
     def genotype_from_dict(self, data: Any) -> MicroGenotype:
         return MicroGenotype.from_dict(data)
+
+    # --- progressive search (EPNAS / PNAS): one more block per level, tied cells only ------------
+    def level(self, genotype: MicroGenotype) -> int:
+        """The complexity level of a (partial) genotype: its number of blocks, 1..num_nodes."""
+        return genotype.normal.num_nodes
+
+    def max_level(self) -> int:
+        return self.num_nodes
+
+    def validate_partial(self, genotype: MicroGenotype) -> None:
+        self.validate(genotype, partial=True)
+
+    def expand(self, genotype: MicroGenotype | None) -> list[MicroGenotype]:
+        """Every cell one block larger than `genotype`'s (None: the one-block cells), in both positions.
+
+        Block k reads two of the cell inputs and earlier blocks (k + 2 choices) through two ops: the
+        unordered pairs of (input, op) branches, canonical order first, since a block sums its two
+        branches. So expanding level by level from None reaches every architecture of the space once
+        up to branch swaps (each has one parent: its cell without the last block).
+        """
+        if not self.tied:
+            raise ValueError(
+                f"progressive search grows one cell used as both normal and reduction cell (PNAS, EPNAS), "
+                f"but {self!r} has two: use space=micro_epnas or space.tied=true"
+            )
+        nodes: tuple[Node, ...] = ()
+        if genotype is not None:
+            self.validate(genotype, partial=True)
+            nodes = self.canonical(genotype).normal.nodes
+        k = len(nodes)
+        if k >= self.num_nodes:
+            return []
+        # sorted as `canonical` orders a block's branches, so every child is its own canonical form
+        branches = sorted((Branch(i, op) for i in range(k + NUM_CELL_INPUTS) for op in self.ops), key=_order)
+        children = []
+        for left, right in itertools.combinations_with_replacement(branches, 2):
+            cell = self._cell(nodes + (Node(left, right),))
+            children.append(MicroGenotype(cell, cell))
+        return children
+
+    def prefix(self, genotype: MicroGenotype, level: int) -> MicroGenotype:
+        """The first `level` blocks of every cell (concat recomputed): the genotype's ancestor at that level."""
+        self.validate(genotype, partial=True)
+        cells = [self._cell(cell.nodes[:level]) for cell in (genotype.normal, genotype.reduce)]
+        return MicroGenotype(*cells)
 
     # --- networks and pictures ---------------------------------------------------------------
     def build_child(
@@ -218,6 +293,8 @@ class MicroSpace(Space[MicroGenotype]):
         from naslab.spaces.micro_mixed import MicroMixedSupernet
 
         task.require("image", self.name)
+        if self.tied:
+            raise ValueError(f"DARTS derives a normal and a reduction cell of their own; {self!r} ties them")
         if self.concat_rule != "all":
             raise ValueError(
                 f"a mixed-op supernet concatenates every node, but {self!r} concatenates unused nodes only; "
@@ -243,6 +320,10 @@ class MicroSpace(Space[MicroGenotype]):
         if missing:
             raise GenotypeError(f"micro alphas need entries {list(CELL_NAMES)}; missing {missing}")
         return derive_micro_genotype(self, alphas["normal"], alphas["reduce"])
+
+    def describe(self, genotype: MicroGenotype) -> str:
+        """The readable genotype; a tied space's one cell once (the reduction cell is the same)."""
+        return f"cell (normal = reduce): {genotype.normal}" if self.tied else str(genotype)
 
     def draw(self, genotype: MicroGenotype, out_dir: Path) -> list[Path]:
         from naslab.analysis.cell_plot import draw_genotype

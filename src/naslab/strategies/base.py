@@ -33,6 +33,15 @@ class Strategy(ABC, Generic[G]):
     def ask(self, n: int) -> list[G]:
         """Up to `n` architectures to evaluate next; [] means the strategy has finished."""
 
+    @property
+    def finished(self) -> bool:
+        """Whether the strategy has run its whole course (EPNAS: its last progression).
+
+        Most strategies can always propose more (False); one with a natural end says so, and weight
+        sharing then stops training the supernet instead of training it on without a strategy.
+        """
+        return False
+
     def sample_for_training(self, n: int) -> list[G]:
         """Architectures to train shared weights on (weight sharing); by default what `ask` proposes.
 

@@ -1,6 +1,7 @@
 """EPNAS (file 002) and PNAS: progressive search with an LSTM surrogate, as ask / tell.
 
-An architecture grows one level at a time (macro: one more layer; `space.expand`). Per level:
+An architecture grows one level at a time (`space.expand`; macro: one more layer; the tied micro cell of
+`space=micro_epnas`: one more block). Per level:
 
 1. the K architectures of the previous level are expanded into every one-level-larger child
    (level 1: every simplest architecture);
@@ -61,6 +62,7 @@ class EPNASStrategy(Strategy[G]):
         greedy: bool = False,
         tau_start: float = 5.0,
         tau_decay: float = 0.5,
+        tau_end: float = 1.0,
         max_candidates: int = 20_000,
         normalise: str = "sum",
         surrogate: dict[str, Any] | None = None,
@@ -73,9 +75,11 @@ class EPNASStrategy(Strategy[G]):
             raise ValueError(f"epnas needs k >= 1, iterations >= 1, max_candidates >= k; got {k}, {iterations}")
         space.expand(None)  # a space without progressive levels fails here, before any training
         self.seed, self.k, self.iterations, self.greedy = seed, k, iterations, greedy
-        self.tau_start, self.tau_decay, self.max_candidates = tau_start, tau_decay, max_candidates
+        temperature(0, tau_start, tau_decay, tau_end)  # a bad schedule fails here, not after the first level
+        self.tau_start, self.tau_decay, self.tau_end = tau_start, tau_decay, tau_end
+        self.max_candidates = max_candidates
         self.rng = np.random.default_rng(seed)
-        self.surrogate = Surrogate(space.token_choices(), seed=seed, **(surrogate or {}))
+        self.surrogate = Surrogate(space.token_choices(), space.token_kinds(), seed=seed, **(surrogate or {}))
         self.iteration, self.level = 0, 1
         self.pending: list[G] = []  # this level's K, in the order they are handed out
         self.predicted: dict[str, float] = {}  # key -> the surrogate's prediction before measuring
@@ -89,7 +93,7 @@ class EPNASStrategy(Strategy[G]):
     # --- the progression ------------------------------------------------------------------------
     @property
     def tau(self) -> float:
-        return temperature(self.iteration, self.tau_start, self.tau_decay)
+        return temperature(self.iteration, self.tau_start, self.tau_decay, self.tau_end)
 
     @property
     def finished(self) -> bool:
@@ -180,11 +184,19 @@ class EPNASStrategy(Strategy[G]):
         return genotype
 
     def proposal_info(self, genotype: G) -> dict[str, Any]:
-        key = self.space.key(genotype)
-        info: dict[str, Any] = {"level": self.level, "iteration": self.iteration, "temperature": self.tau}
+        """Stored in the archive record under the strategy's name: the genotype's level, the progression
+        and temperature it was sampled in, its prediction, and `generation` (the progression step,
+        iteration x levels + level - 1) that the predicted-vs-measured plot colours by."""
+        key, level = self.space.key(genotype), self.space.level(genotype)
+        info: dict[str, Any] = {
+            "level": level,
+            "iteration": self.iteration,
+            "temperature": self.tau,
+            "generation": self.iteration * self.space.max_level() + level - 1,
+        }
         if key in self.predicted:
             info["predicted"] = self.predicted[key]
-        return info
+        return {self.name: info}
 
     def pop_metrics(self) -> dict[str, float]:
         metrics, self.metrics = self.metrics, {}

@@ -4,7 +4,7 @@ EPNAS grows architectures progressively and must score PARTIAL ones, so the surr
 net over a variable-length token prefix:
 
 - a small linear layer decodes the symbol array into the LSTM's input features (size 100): here an
-  nn.Embedding with one row per (position, value) pair, which is the same map as a linear layer on
+  nn.Embedding with one row per (token kind, value) pair, which is the same map as a linear layer on
   one-hot input but without building the one-hot tensor;
 - an LSTM (100 hidden units) reads the prefix; its last real hidden state goes through a linear
   layer and a sigmoid, a predicted accuracy in [0, 1];
@@ -12,9 +12,14 @@ net over a variable-length token prefix:
 - it is trained with Adam on an L1 loss, from a hash table of (architecture -> score), so a
   configuration that is evaluated again replaces its earlier score instead of counting twice.
 
-Prefixes are always cut from the start of the full token sequence, so position p means the same
-decision in every prefix; that is why the input rows are per position and not shared by kind (as in
-NAO's vocabulary): a skip bit of layer 3 and one of layer 5 are different decisions.
+Why rows are shared by kind (`embedding="kind"`, the default, as PNAS's surrogate shares one
+embedding for inputs and one for ops): a progressive search asks the surrogate about level l + 1
+after training it on levels 1..l only. With a row per (position, value) (`embedding="position"`) the
+new level's tokens hit rows that no gradient ever reached, still at their random initial values, so
+its predictions among one parent's children are a fixed random bias, not a judgement: greedy PNAS
+then picks architectures no better than random ones (measured: `benchmarks/progressive_vs_random.py`,
+README). Shared rows carry what was learnt about an op at one layer to the next; the LSTM, reading
+the sequence in order, still knows where a token stands.
 """
 
 from __future__ import annotations
@@ -40,31 +45,44 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # ids (B, T) padded, le
 _PREDICT_BATCH = 1024  # inference only: large batches are cheap and padding does not change results
 
 
-def _offsets(token_choices: Sequence[int]) -> list[int]:
-    """Start of each position's block of input rows: the cumulative sum of the choices before it."""
-    offsets, total = [], 0
-    for n in token_choices:
-        offsets.append(total)
-        total += int(n)
-    return offsets
+EMBEDDINGS = ("kind", "position")
+
+
+def _offsets(token_choices: Sequence[int], token_kinds: Sequence[str] | None = None) -> tuple[list[int], int]:
+    """(start of each position's block of input rows, number of rows).
+
+    Without kinds every position has its own block (the cumulative sum of the choices before it);
+    with kinds, positions of one kind share one block as wide as that kind's widest position.
+    """
+    if token_kinds is None:
+        offsets, total = [], 0
+        for n in token_choices:
+            offsets.append(total)
+            total += int(n)
+        return offsets, total
+    width: dict[str, int] = {}
+    for kind, n in zip(token_kinds, token_choices):
+        width[kind] = max(width.get(kind, 0), int(n))
+    start, total = {}, 0
+    for kind, n in width.items():
+        start[kind], total = total, total + n
+    return [start[kind] for kind in token_kinds], total
 
 
 class SurrogateNet(L.LightningModule):
-    """Embedding over (position, value) ids -> LSTM over the prefix -> linear -> sigmoid.
+    """Embedding over input-row ids -> LSTM over the prefix -> linear -> sigmoid.
 
     Batches are (ids (B, T) right-padded, lengths (B,), targets (B,)); ids already carry the
-    position offsets (see `Surrogate.encode`).
+    kind or position offsets (see `Surrogate.encode`).
     """
 
-    def __init__(self, token_choices: Sequence[int], input_size: int = 100, hidden: int = 100, lr: float = 1e-3):
+    def __init__(self, num_rows: int, input_size: int = 100, hidden: int = 100, lr: float = 1e-3):
         super().__init__()
-        if not token_choices or any(int(n) < 1 for n in token_choices):
-            raise ValueError(f"token_choices must be a non-empty list of positive counts, got {list(token_choices)}")
+        if num_rows < 1:
+            raise ValueError(f"the surrogate needs at least one input row, got {num_rows}")
         self.save_hyperparameters()
-        self.token_choices = [int(n) for n in token_choices]
         self.lr = lr
-        self.register_buffer("offsets", torch.tensor(_offsets(self.token_choices), dtype=torch.long), persistent=False)
-        self.embedding = nn.Embedding(sum(self.token_choices), input_size)
+        self.embedding = nn.Embedding(num_rows, input_size)
         self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
         # The paper: "weights of the linear layers are initialized randomly with a uniform
@@ -126,6 +144,8 @@ class Surrogate:
     def __init__(
         self,
         token_choices: Sequence[int],
+        token_kinds: Sequence[str] | None = None,
+        embedding: str = "kind",
         input_size: int = 100,
         hidden: int = 100,
         lr: float = 1e-3,
@@ -135,13 +155,24 @@ class Surrogate:
     ):
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"surrogate needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"surrogate embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
+        if not token_choices or any(int(n) < 1 for n in token_choices):
+            raise ValueError(f"token_choices must be a non-empty list of positive counts, got {list(token_choices)}")
         self.token_choices = [int(n) for n in token_choices]
+        if token_kinds is not None and len(token_kinds) != len(self.token_choices):
+            raise ValueError(f"{len(token_kinds)} token kinds for {len(self.token_choices)} positions")
+        if embedding == "kind":  # a space without kinds: one kind for every position (Space.token_kinds)
+            kinds = list(token_kinds) if token_kinds is not None else ["token"] * len(self.token_choices)
+            self._offsets, rows = _offsets(self.token_choices, kinds)
+        else:
+            self._offsets, rows = _offsets(self.token_choices)
+        self.embedding = embedding
         self.epochs = epochs
         self.batch_size = batch_size
         self.seed = seed
         with own_torch_rng(seed):  # the initial weights depend on the seed only
-            self.net = SurrogateNet(self.token_choices, input_size=input_size, hidden=hidden, lr=lr)
-        self._offsets = _offsets(self.token_choices)
+            self.net = SurrogateNet(rows, input_size=input_size, hidden=hidden, lr=lr)
         self.data: dict[tuple[int, ...], float] = {}
 
     # --- the hash table ----------------------------------------------------------------------------
@@ -176,7 +207,7 @@ class Surrogate:
         return len(self.data)
 
     def encode(self, tokens: Sequence[int]) -> torch.Tensor:
-        """Input-row ids of a validated prefix: offsets[position] + value."""
+        """Input-row ids of a validated prefix: the position's (or its kind's) first row + value."""
         key = self.check(tokens)
         return torch.tensor([self._offsets[p] + t for p, t in enumerate(key)], dtype=torch.long)
 

@@ -60,12 +60,16 @@ def temperature_sample(predictions: Sequence[float], k: int, tau: float, rng: np
     return np.concatenate([first, rest])
 
 
-def temperature(iteration: int, start: float = 5.0, decay: float = 0.5) -> float:
-    """The temperature of progressive iteration `iteration` (0-based): 1 + (start - 1) * decay^iteration.
+def temperature(iteration: int, start: float = 5.0, decay: float = 0.5, end: float = 1.0) -> float:
+    """The temperature of progressive iteration `iteration` (0-based): end + (start - end) * decay^iteration.
 
-    EPNAS gives no schedule beyond "decaying quickly to one"; this one starts at `start` and halves the
-    distance to 1 each iteration by default (5, 3, 2, 1.5, 1.25 over 5 iterations).
+    EPNAS gives no schedule beyond "decaying quickly to one" (`end` = 1: proportional to the normalised
+    predictions) and "fully trusting the surrogate function at the end"; this one starts at `start` and
+    halves the distance to `end` each iteration by default (5, 3, 2, 1.5, 1.25 over 5 iterations). An
+    `end` below 1 sharpens the last progressions towards the surrogate's top K (tau -> 0 is greedy).
     """
-    if start < 1 or not 0 <= decay < 1:
-        raise ValueError(f"temperature needs start >= 1 and 0 <= decay < 1, got start={start}, decay={decay}")
-    return 1.0 + (start - 1.0) * decay**iteration
+    if not 0 < end <= start or not 0 <= decay < 1:
+        raise ValueError(
+            f"temperature needs 0 < end <= start and 0 <= decay < 1, got start={start}, end={end}, decay={decay}"
+        )
+    return end + (start - end) * decay**iteration
