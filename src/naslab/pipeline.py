@@ -57,7 +57,9 @@ def _datamodule(cfg: DictConfig, phase: str, **overrides: Any) -> L.LightningDat
 def _task(cfg: DictConfig, datamodule: Any) -> Task:
     if hasattr(datamodule, "vocab_size"):  # a text corpus: reads its files to know the vocabulary
         return Task(datamodule.vocab_size, (), cfg.dataset.stem, kind="text")
-    return Task(datamodule.num_classes, tuple(datamodule.input_shape), cfg.dataset.stem)
+    # A datamodule may say what its samples are (tabular data: kind = "tabular"); images otherwise.
+    kind = getattr(datamodule, "kind", "image")
+    return Task(datamodule.num_classes, tuple(datamodule.input_shape), cfg.dataset.stem, kind=kind)
 
 
 def _load_genotype(cfg: DictConfig, space: Space[Any]) -> Any:

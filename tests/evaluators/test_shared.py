@@ -126,3 +126,22 @@ def test_shared_training_stops_when_the_strategy_has_run_its_course(tmp_path) ->
     assert epochs == [0, 0, 1, 1]  # level 1 after epoch 0, level 2 after epoch 1, then no more training
     assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["epoch"] == 1
     assert space.is_complete(result.best_genotype)
+
+
+def test_a_resume_after_the_progression_ended_trains_no_more_and_derives_the_same(tmp_path) -> None:
+    """Killed after the last progression (e.g. while deriving): the resumed run neither trains nor crashes."""
+    from naslab.strategies.epnas import EPNASStrategy
+
+    space = MicroSpace(2, ["identity", "sep_conv_3x3"], tied=True)
+
+    def search(resume: bool):
+        ev = evaluator(space, epochs=50, train_batches=2, strategy_steps=1, strategy_batch=2, derive_samples=2)
+        strategy = EPNASStrategy(space, seed=0, k=2, iterations=1, surrogate={"epochs": 2})
+        return ev.search(strategy, tmp_path, resume=resume), ev
+
+    first, _ = search(resume=False)
+    archived = len(first.archive.records)
+    resumed, ev = search(resume=True)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["epoch"] == 1  # no epoch was added
+    assert len(resumed.archive.records) == archived  # the derivation records were found, not re-made
+    assert resumed.best_genotype == first.best_genotype

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import random
 import warnings
-from typing import Iterator
 
 import lightning as L
 import numpy as np
@@ -25,14 +24,7 @@ KINDS = SPACE.token_kinds()  # op, op, skip, op, skip, skip, ...
 BOUNDS = [sum(1 + layer for layer in range(k)) for k in range(1, SPACE.num_layers + 1)]  # [1, 3, 6, 10]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The LSTM is tiny: intra-op threads only add synchronisation, and on a busy 2-core machine they
-    thrash (100x slower steps). One thread keeps the file fast; the old setting is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def prefixes(rng: np.random.Generator, n: int, exclude: set[tuple[int, ...]] = frozenset()) -> list[tuple[int, ...]]:

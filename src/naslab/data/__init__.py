@@ -5,6 +5,7 @@ from naslab.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from naslab.data.digits import DigitsDataModule
 from naslab.data.fashion_mnist import FashionMNISTDataModule
 from naslab.data.imagenet import ImageNetDataModule
+from naslab.data.tabular import TabularDataModule, WineDataModule
 from naslab.data.text import PTBDataModule, TextDataModule, WikiText2DataModule
 from naslab.data.transforms import Cutout
 
@@ -18,6 +19,8 @@ __all__ = [
     "ImageNetDataModule",
     "MissingDataError",
     "PTBDataModule",
+    "TabularDataModule",
     "TextDataModule",
     "WikiText2DataModule",
+    "WineDataModule",
 ]

@@ -114,6 +114,11 @@ class SharedWeightsSearch(L.LightningModule):
         optimizer.step()
         self.log("search/shared_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=step.count)
 
+    def on_train_start(self) -> None:
+        if self.strategy.finished:  # resumed after the strategy's last phase (e.g. killed while deriving)
+            log.info("the strategy had finished its course before this resume: no more shared training")
+            self.trainer.should_stop = True
+
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch
         batches, self.valid_batches = self.valid_batches, []

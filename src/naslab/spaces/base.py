@@ -29,12 +29,13 @@ class Task:
     num_classes: int  # classes, or the vocabulary size of a language-modelling task
     input_shape: tuple[int, ...]  # (C, H, W) of an image; () for token streams
     stem: str = "cifar"  # network skeleton family: "cifar" (small images), "imagenet" or "text"
-    kind: str = "image"  # "image" (classification, accuracy) or "text" (language modelling, perplexity)
+    kind: str = "image"  # "image" or "tabular" (classification, accuracy), "text" (language modelling, perplexity)
 
     def require(self, kind: str, space: str) -> None:
         """One-line error when a space is asked to build a network for the wrong kind of data."""
         if self.kind != kind:
-            hint = "dataset=ptb or dataset=wikitext2" if kind == "text" else "an image dataset (digits, cifar10, ...)"
+            hints = {"text": "dataset=ptb or dataset=wikitext2", "tabular": "dataset=wine (or space=mlp)"}
+            hint = hints.get(kind, "an image dataset (digits, cifar10, ...)")
             raise ValueError(f"space={space} builds {kind} networks, but the dataset is {self.kind} data: use {hint}")
 
 

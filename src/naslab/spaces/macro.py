@@ -258,6 +258,8 @@ class MacroSpace(Space[MacroGenotype]):
 
     def prefix(self, genotype: MacroGenotype, level: int) -> MacroGenotype:
         """The first `level` layers (skips only reach earlier layers, so they stay valid)."""
+        if level < 1:
+            raise ValueError(f"a prefix has at least one layer (level >= 1), got level {level}")
         self.validate(genotype, partial=True)
         return MacroGenotype(genotype.layers[:level])
 

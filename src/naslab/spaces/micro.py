@@ -213,7 +213,8 @@ class MicroSpace(Space[MicroGenotype]):
         return self.num_nodes
 
     def validate_partial(self, genotype: MicroGenotype) -> None:
-        self.validate(genotype, partial=True)
+        """Partial cells exist only in a tied (progressive) space; an untied one validates strictly."""
+        self.validate(genotype, partial=self.tied)
 
     def expand(self, genotype: MicroGenotype | None) -> list[MicroGenotype]:
         """Every cell one block larger than `genotype`'s (None: the one-block cells), in both positions.
@@ -245,6 +246,8 @@ class MicroSpace(Space[MicroGenotype]):
 
     def prefix(self, genotype: MicroGenotype, level: int) -> MicroGenotype:
         """The first `level` blocks of every cell (concat recomputed): the genotype's ancestor at that level."""
+        if level < 1:
+            raise ValueError(f"a prefix has at least one block (level >= 1), got level {level}")
         self.validate(genotype, partial=True)
         cells = [self._cell(cell.nodes[:level]) for cell in (genotype.normal, genotype.reduce)]
         return MicroGenotype(*cells)

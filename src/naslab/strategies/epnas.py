@@ -109,17 +109,18 @@ class EPNASStrategy(Strategy[G]):
         if len(keys) > self.max_candidates:  # a uniform subset keeps prediction affordable (macro L = 12)
             keys = [keys[i] for i in sorted(self.rng.choice(len(keys), self.max_candidates, replace=False))]
         tokens = [self.space.to_tokens(children[key]) for key in keys]
-        predictions = normalised(self.surrogate.predict(tokens), self.normalise)
+        raw = self.surrogate.predict(tokens)  # predicted accuracies: what the archive and the plots show
+        predictions = normalised(raw, self.normalise)  # what the sampling law weighs
         if self.greedy:
             chosen = np.argsort(-predictions, kind="stable")[: self.k]
         else:
             chosen = temperature_sample(predictions, self.k, self.tau, self.rng)
         self.pending = [children[keys[i]] for i in chosen]
-        self.predicted = {keys[i]: float(predictions[i]) for i in chosen}
+        self.predicted = {keys[i]: float(raw[i]) for i in chosen}
         self.asked, self.measured_level = 0, {}
         self.level_info = {
             "candidates": float(len(keys)),
-            "sampled_mean_prediction": float(np.mean(predictions[chosen])),
+            "sampled_mean_prediction": float(np.mean(raw[chosen])),
         }
 
     def ask(self, n: int) -> list[G]:
@@ -130,6 +131,8 @@ class EPNASStrategy(Strategy[G]):
         return batch
 
     def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
+        if self.finished:  # e.g. a resumed weight-sharing run's strategy phase after the last progression
+            return
         for genotype, score in zip(genotypes, scores):
             key = self.space.key(genotype)
             if key not in self.predicted:

@@ -52,8 +52,12 @@ class ClassifierModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
+    def _laid_out(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch in the network's memory format; only image batches (rank 4) have a channels-last one."""
+        return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.contiguous(memory_format=self.memory_format))
+        return self.network(self._laid_out(x))
 
     def on_train_epoch_start(self) -> None:
         if hasattr(self.network, "set_drop_path"):
@@ -62,7 +66,7 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        x = x.contiguous(memory_format=self.memory_format)
+        x = self._laid_out(x)
         if hasattr(self.network, "forward_with_aux"):
             logits, aux = self.network.forward_with_aux(x)
         else:
