@@ -55,7 +55,9 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
     results = run(cfg)  # benchmarks/preset_times.py times this ("about a minute on 2 cores")
     assert results["dataset"] == probe.dataset.name and results["mode"] == probe.mode
     space = probe.space._target_.rsplit(".", 1)[-1]
-    pictures = {"MacroSpace": ("macro.png",), "RNNSpace": ("rnn_cell.png",)}.get(space, ("normal.png", "reduce.png"))
+    pictures = {"MacroSpace": ("macro.png",), "RNNSpace": ("rnn_cell.png",), "MLPSpace": ()}.get(
+        space, ("normal.png", "reduce.png")
+    )
     for name in ("results.json", "genotype.json", "archive.jsonl", *pictures):
         assert (tmp_path / "run" / name).exists()
     if probe.mode in ("train", "search_train"):
@@ -68,7 +70,7 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
             assert (tmp_path / "run" / "progression.png").exists()
         elif results["strategy"] == "darts":  # one derivation per search epoch; no evaluator
             assert results["evaluator"] is None and results["search"]["num_evaluated"] == probe_fast_epochs(preset)
-        elif results["evaluator"] in ("standalone", "table"):
+        elif results["evaluator"] in ("standalone", "table", "bigram"):
             assert results["search"]["num_evaluated"] == 2  # debug=fast: two architectures
         else:  # weight sharing also archives every strategy-phase score, then 2 derived architectures
             assert results["search"]["num_evaluated"] > 2
