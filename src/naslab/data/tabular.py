@@ -15,13 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from sklearn.datasets import load_wine
-from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset, TensorDataset
 
-from naslab.data.base import ImageDataModule
-
-TEST_FRACTION = 0.2
-TEST_RANDOM_STATE = 0
+from naslab.data.embedded import EmbeddedDataModule
 
 
 class Standardise:
@@ -43,11 +38,11 @@ class Standardise:
         return (x - self.mean) / self.std
 
 
-class TabularDataModule(ImageDataModule):
+class TabularDataModule(EmbeddedDataModule):
     """Search/final datamodule of a table of numeric features; subclasses say how to load it.
 
-    Reuses `ImageDataModule`'s splits, samplers and loaders (a row plays the part of an image).
-    ``data_dir`` and ``download`` are unused by embedded tables; ``augment`` is ignored (no
+    Reuses `EmbeddedDataModule`'s fixed test split and `ImageDataModule`'s splits, samplers and loaders
+    (a row plays the part of an image). ``augment`` is ignored (no
     augmentation of feature vectors) and ``cutout`` must be 0.
     """
 
@@ -66,37 +61,12 @@ class TabularDataModule(ImageDataModule):
     def _load_table(self) -> tuple[np.ndarray, np.ndarray]:
         """(features (n, num_features), integer labels (n,)) of the whole data set."""
 
-    def check_files(self) -> None:
-        """Nothing to check for embedded tables."""
-
-    def _load_arrays(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-        """(features, labels, train rows, test rows); the test rows are a fixed stratified split."""
-        if self._arrays is None:
-            features, labels = self._load_table()
-            train_idx, test_idx = train_test_split(
-                np.arange(len(labels)), test_size=TEST_FRACTION, stratify=labels, random_state=TEST_RANDOM_STATE
-            )
-            self._arrays = (
-                torch.as_tensor(features, dtype=torch.float32),
-                torch.as_tensor(labels, dtype=torch.long),
-                np.sort(train_idx),
-                np.sort(test_idx),
-            )
-        return self._arrays
-
-    def _subset(self, indices: np.ndarray) -> TensorDataset:
-        features, labels, _, _ = self._load_arrays()
-        idx = torch.from_numpy(indices)
-        return TensorDataset(features[idx], labels[idx])
+    def _load_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        features, labels = self._load_table()
+        return torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.long)
 
     def _transforms(self) -> tuple[Callable, Callable]:
         return self.standardise, self.standardise  # no augmentation; statistics fitted in setup()
-
-    def _read_train(self) -> Dataset:
-        return self._subset(self._load_arrays()[2])
-
-    def _read_test(self) -> Dataset:
-        return self._subset(self._load_arrays()[3])
 
     def setup(self, stage: str | None = None) -> None:
         """The base class's splits, then the standardisation fitted on the training split only."""
@@ -104,16 +74,6 @@ class TabularDataModule(ImageDataModule):
         if self.standardise.mean is None:
             train_features = self._read_train().tensors[0]  # type: ignore[attr-defined]
             self.standardise.fit(train_features[torch.as_tensor(self.train_indices, dtype=torch.long)])
-
-    @property
-    def train_source_indices(self) -> np.ndarray:
-        """Row numbers in the source table of the train set (everything but the fixed test rows)."""
-        return self._load_arrays()[2]
-
-    @property
-    def test_source_indices(self) -> np.ndarray:
-        """Row numbers in the source table of the fixed test set."""
-        return self._load_arrays()[3]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "kind": self.kind}
