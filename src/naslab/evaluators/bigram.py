@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -120,27 +121,6 @@ class BigramStore:
         self.load_state_dict(torch.load(path, weights_only=True))
 
 
-class _SharingSpace:
-    """The space as the stand-alone training path sees it: children come out initialised from the store.
-
-    `StandaloneEvaluator._train_and_score` seeds, calls `space.build_child`, trains and scores; this
-    wrapper is how the bigram evaluator reuses that path unchanged. Everything else is the MLP space's.
-    """
-
-    def __init__(self, space: MLPSpace, store: BigramStore) -> None:
-        self.space, self.store = space, store
-        self.last: tuple[list[BigramKey], MLPNetwork, list[bool]] | None = None  # the child being trained
-
-    def build_child(self, genotype: MLPGenotype, task: Task, **kwargs: Any) -> MLPNetwork:
-        network = self.space.build_child(genotype, task, **kwargs)
-        keys = bigram_keys(genotype, math.prod(task.input_shape), task.num_classes)
-        self.last = (keys, network, self.store.inherit(keys, linear_layers(network)))
-        return network
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.space, name)
-
-
 class BigramEvaluator(StandaloneEvaluator[MLPGenotype]):
     """Stand-alone training of each child, warm-started from the bigram store (MLPNAS, file 004 Sec. 4.1).
 
@@ -175,8 +155,6 @@ class BigramEvaluator(StandaloneEvaluator[MLPGenotype]):
         self.store_path = None if store_path is None else Path(store_path)
         if resume and self.store_path is not None and self.store_path.exists():
             self.store.load(self.store_path)
-        self.sharing_space = _SharingSpace(space, self.store)
-        self.space = self.sharing_space  # type: ignore[assignment]  # the stand-alone path builds through it
 
     def state_dict(self) -> dict[str, Any]:
         return self.store.state_dict()
@@ -186,18 +164,20 @@ class BigramEvaluator(StandaloneEvaluator[MLPGenotype]):
 
     def initial_network(self, genotype: MLPGenotype) -> tuple[MLPNetwork, list[bool]]:
         """(the child as training would start it, which of its `linear_layers` inherited); trains nothing."""
-        L.seed_everything(self.seed, workers=True, verbose=False)  # as `_train_and_score` seeds
-        network = self.sharing_space.build_child(genotype, self.task, **self.network_kwargs)
-        assert self.sharing_space.last is not None
-        return network, self.sharing_space.last[2]
+        network, _, inherited = self._initial(genotype)
+        return network, inherited
+
+    def _initial(self, genotype: MLPGenotype) -> tuple[MLPNetwork, list[BigramKey], list[bool]]:
+        """The child seeded and built as a stand-alone child, then its stored bigrams copied in."""
+        L.seed_everything(self.seed, workers=True, verbose=False)  # as the stand-alone path seeds
+        network = self.space.build_child(genotype, self.task, **self.network_kwargs)
+        keys = bigram_keys(genotype, math.prod(self.task.input_shape), self.task.num_classes)
+        return network, keys, self.store.inherit(keys, linear_layers(network))
 
     def _train_and_score(self, genotype: MLPGenotype) -> Evaluation:
-        self.sharing_space.last = None
-        evaluation = super()._train_and_score(genotype)
-        if self.sharing_space.last is None:  # not built: nothing was trained
-            return evaluation
-        keys, network, inherited = self.sharing_space.last
-        self.sharing_space.last = None
+        start = time.perf_counter()
+        network, keys, inherited = self._initial(genotype)
+        evaluation = self._fit_and_score(network, start)
         if evaluation.error is None:  # a diverged child's weights are not worth inheriting
             self.store.write(keys, linear_layers(network))
             if self.store_path is not None:

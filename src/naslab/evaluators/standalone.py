@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import lightning as L
 import torch
+from torch import nn
 
 from naslab.evaluators.backends import BACKENDS, Backend, make_backend
 from naslab.evaluators.base import Evaluation, Evaluator, G
@@ -143,6 +144,11 @@ class StandaloneEvaluator(Evaluator[G]):
         L.seed_everything(self.seed, workers=True, verbose=False)
         start = time.perf_counter()
         network = self.space.build_child(genotype, self.task, **self.network_kwargs)
+        return self._fit_and_score(network, start)
+
+    def _fit_and_score(self, network: nn.Module, start: float) -> Evaluation:
+        """Trains a freshly built (and seeded) child with a Lightning Trainer and scores it on search-valid;
+        subclasses that prepare the network differently (evaluator=bigram's inherited layers) reuse this."""
         params = count_parameters(network)
         module, trainer_options = training_module(self.task, network, self.epochs, self.module_kwargs)
         curve = ValidationCurve(self.task)
