@@ -55,9 +55,12 @@ def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> Non
     results = run(cfg)  # benchmarks/preset_times.py times this ("about a minute on 2 cores")
     assert results["dataset"] == probe.dataset.name and results["mode"] == probe.mode
     space = probe.space._target_.rsplit(".", 1)[-1]
-    pictures = {"MacroSpace": ("macro.png",), "RNNSpace": ("rnn_cell.png",), "MLPSpace": ()}.get(
-        space, ("normal.png", "reduce.png")
-    )
+    pictures = {
+        "MacroSpace": ("macro.png",),
+        "RNNSpace": ("rnn_cell.png",),
+        "MLPSpace": (),
+        "NASESSpace": ("nases.png",),
+    }.get(space, ("normal.png", "reduce.png"))
     for name in ("results.json", "genotype.json", "archive.jsonl", *pictures):
         assert (tmp_path / "run" / name).exists()
     if probe.mode in ("train", "search_train"):

@@ -92,3 +92,27 @@ def test_resume_extends_a_finished_search_identically(tmp_path) -> None:
     fresh = run_search(space, RandomStrategy(space, 0), TokenSumEvaluator(space), tmp_path / "b", 8, batch_size=2)
     assert evaluator.calls == 4
     assert [r.key for r in resumed.archive.records] == [r.key for r in fresh.archive.records]
+
+
+def test_strategies_are_told_each_evaluation_s_measured_extras_with_its_score(tmp_path) -> None:
+    """NASES's reward needs the training accuracy: the loop passes every record's extra, repeats included."""
+    space = MicroSpace(2, "enas")
+
+    class WithTrainAccuracy(TokenSumEvaluator):
+        def evaluate(self, genotypes: Sequence[MicroGenotype]) -> list[Evaluation]:
+            evaluations = super().evaluate(genotypes)
+            for e in evaluations:
+                e.extra["train_accuracy"] = e.score + 0.01
+            return evaluations
+
+    class Recording(RepeatingStrategy):
+        told: list[tuple[float, float]] = []
+
+        def tell_with_details(self, genotypes, scores, details) -> None:
+            self.told.extend((s, d["train_accuracy"]) for s, d in zip(scores, details))
+            super().tell_with_details(genotypes, scores, details)
+
+    strategy = Recording(space)
+    run_search(space, strategy, WithTrainAccuracy(space), tmp_path, num_architectures=3, batch_size=2)
+    assert len(strategy.told) >= 4  # every proposal, the repeated ones with their archived extras too
+    assert all(train == pytest.approx(score + 0.01) for score, train in strategy.told)

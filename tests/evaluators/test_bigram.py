@@ -62,6 +62,7 @@ def test_store_holds_the_trained_layers_under_their_bigrams() -> None:
     ev = evaluator()
     (evaluation,) = ev.evaluate([A])
     assert evaluation.error is None and evaluation.extra["inherited_layers"] == 0
+    assert 0.0 <= evaluation.extra["train_accuracy"] <= 1.0  # the stand-alone path reports it (NASES's reward)
     keys = bigram_keys(A, 64, 10)
     assert list(ev.store.entries) == keys
     assert [tuple(w.shape) for w, _ in ev.store.entries.values()] == [(16, 64), (8, 16), (10, 8)]

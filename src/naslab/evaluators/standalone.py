@@ -58,7 +58,11 @@ class StandaloneEvaluator(Evaluator[G]):
         network: dict[str, Any] | None = None,
         lm: dict[str, Any] | None = None,
         validate_every: int | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ):
+        """`optimizer` / `scheduler`: Hydra partials for a child's own recipe (NASES: Nesterov SGD, cosine to
+        0.001); None = SGD(lr, momentum, weight_decay) with cosine annealing to 0 over `epochs`."""
         if validate_every is not None and (validate_every < 1 or epochs % validate_every):
             raise ValueError(f"evaluator.validate_every={validate_every} must divide evaluator.epochs={epochs}")
         self.validate_every = validate_every
@@ -80,6 +84,8 @@ class StandaloneEvaluator(Evaluator[G]):
             "channels_last": channels_last,
             "grad_clip": grad_clip,
             "lm": lm,  # a language model's AR / TAR and bptt (text datasets)
+            "optimizer": optimizer,
+            "scheduler": scheduler,
         }
         # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
         self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}

@@ -8,7 +8,7 @@ search resumes exactly where it stopped.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Generic, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Mapping, Sequence, TypeVar
 
 from naslab.spaces.base import Space
 
@@ -67,6 +67,16 @@ class Strategy(ABC, Generic[G]):
     @abstractmethod
     def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
         """Scores of architectures proposed by `ask` (higher is better)."""
+
+    def tell_with_details(
+        self, genotypes: Sequence[G], scores: Sequence[float], details: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """`tell`, with each evaluation's measured extras (its archive record's `extra`) alongside.
+
+        The search loop calls this; most strategies learn from the score alone (the default). NASES
+        overrides it: its reward needs the child's training accuracy as well (file 001, Eq. 1).
+        """
+        self.tell(genotypes, scores)
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

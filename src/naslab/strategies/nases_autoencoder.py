@@ -330,6 +330,9 @@ def pretrain(
     decoder_hidden: Sequence[int] | None = None,
     accelerator: str = "cpu",
     callbacks: Iterable[L.Callback] = (),
+    origin: int = ORIGIN_SIZE,
+    low: float = LOW,
+    high: float = HIGH,
 ) -> tuple[ArchitectureAutoencoder, dict[str, Any]]:
     """Trains an autoencoder as file 001 Sec. 4.1; returns it with its best-test-loss weights and metrics.
 
@@ -337,14 +340,15 @@ def pretrain(
     batch_sizes (one per epoch) and history (per epoch: running train loss, test loss). Training and
     test vectors come from the streams default_rng([seed, 0]) and default_rng([seed, 1]), so two
     embedding sizes at one seed see the same data; initialisation and shuffling are seeded too.
+    `origin`, `low` and `high` fit it to a NASES space of another length or box (a shrunk search).
     """
     if epochs < 1 or train_size < 1 or test_size < 1:
         raise ValueError(f"need epochs, train_size, test_size >= 1, got {epochs}, {train_size}, {test_size}")
     schedule = batch_schedule or BatchSchedule()
-    train = uniform_architectures(train_size, [seed, 0])
-    test = uniform_architectures(test_size, [seed, 1])
+    train = uniform_architectures(train_size, [seed, 0], origin, low, high)
+    test = uniform_architectures(test_size, [seed, 1], origin, low, high)
     with own_torch_rng(seed):
-        model = ArchitectureAutoencoder(embedding_size, hidden, decoder_hidden, lr=lr)
+        model = ArchitectureAutoencoder(embedding_size, hidden, decoder_hidden, origin, low, high, lr=lr)
     data = _GrowingBatches(train, test, schedule, seed)
     keeper = KeepBestTestLoss()
     train_own_model(

@@ -46,11 +46,13 @@ def explore(rng: np.random.Generator, epsilon: float = EPSILON) -> bool:
 
 @dataclass
 class PoolEntry:
-    """One scored architecture: the controller's action (embedding), its raw and normalised reward."""
+    """One scored architecture: the controller's action (embedding), its raw and normalised reward,
+    and the state (controller input) the action was taken in, which the policy gradient needs."""
 
     action: tuple[float, ...]
     reward: float
     normalised: float = 0.0
+    state: tuple[float, ...] = ()
 
 
 class RewardPool:
@@ -62,11 +64,13 @@ class RewardPool:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, action: Sequence[float], reward: float) -> None:
+    def add(self, action: Sequence[float], reward: float, state: Sequence[float] = ()) -> None:
         """Stores a raw reward; its normalised value is set by the next `normalise()`."""
         if not math.isfinite(reward):
             raise ValueError(f"a reward must be finite, got {reward}")
-        self.entries.append(PoolEntry(tuple(float(a) for a in action), float(reward)))
+        self.entries.append(
+            PoolEntry(tuple(float(a) for a in action), float(reward), state=tuple(float(s) for s in state))
+        )
 
     def normalise(self) -> None:
         """Every entry's reward as a z-score over all raw rewards stored so far (0 for a pool of equal rewards)."""
@@ -86,7 +90,11 @@ class RewardPool:
         return [self.entries[int(i)] for i in rng.choice(len(self.entries), size=n, replace=False)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"entries": [[list(e.action), e.reward, e.normalised] for e in self.entries]}
+        return {"entries": [[list(e.action), e.reward, e.normalised, list(e.state)] for e in self.entries]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.entries = [PoolEntry(tuple(a), float(r), float(z)) for a, r, z in state["entries"]]
+        """Reads entries [action, reward, normalised, state]; ones saved without a state get ()."""
+        self.entries = [
+            PoolEntry(tuple(e[0]), float(e[1]), float(e[2]), tuple(e[3]) if len(e) > 3 else ())
+            for e in state["entries"]
+        ]

@@ -54,11 +54,16 @@ def training_module(
 
 
 def validation_score(task: Task, metrics: Mapping[str, Any]) -> tuple[float, dict[str, float]]:
-    """(score, extras) from a Trainer's validation metrics: accuracy, or 80 / perplexity for text."""
+    """(score, extras) from a Trainer's validation metrics: accuracy, or 80 / perplexity for text.
+
+    A classifier's extras hold the last epoch's training accuracy (running, in training mode, as
+    Keras reports it) when it was logged: NASES's reward weighs the generalisation gap (file 001, Eq. 1).
+    """
     if task.kind == "text":
         ppl = float(metrics["val/ppl"])
         return perplexity_reward(ppl), {"perplexity": ppl}
-    return float(metrics["val/acc"]), {}
+    extras = {"train_accuracy": float(metrics["train/acc"])} if "train/acc" in metrics else {}
+    return float(metrics["val/acc"]), extras
 
 
 def test_metrics(task: Task, module: L.LightningModule, metrics: Mapping[str, Any]) -> dict[str, float | None]:

@@ -1,0 +1,309 @@
+"""NASES: reinforcement learning in an autoencoder's architecture-embedding space (file 001, Sec. 3.2, Alg. 1).
+
+Liu, "Neural architecture search in embedding space" (file 001). The controller does not emit a
+string of discrete decisions: it is a copy of the pretrained *architecture simulator* (the encoder of
+`nases_autoencoder.ArchitectureAutoencoder`, 60 -> 1000 -> 500 -> 100 -> embedding, sigmoid), and
+its sigmoid outputs are the parameters of a Bernoulli policy over the embedding ("the activation
+function of the middle layer used was sigmoid; which leads the output with Bernoulli distribution",
+Sec. 3.2.1). The frozen pretrained *decoder* maps the sampled embedding back to the 60 numbers of
+`space=nases`, which decode to the child network.
+
+One proposal, as built here:
+
+1. state s: the controller's input. The paper: "The input is the child state of network" and the
+   simulator "can project uniform distribution into architecture-embedding", with the uniform
+   distribution U among Alg. 1's inputs. `state="uniform"` (default) draws s uniformly from the box
+   [low, high]^60 for each proposal; `state="best"` feeds the best architecture found so far (the
+   highest raw reward in the pool; uniform until the first reward).
+2. p = controller(s) in (0, 1)^n; the action b ~ Bernoulli(p) in {0, 1}^n (n = embedding size, 20).
+3. the child's 60 numbers = decoder(b), always inside the box (`ArchitectureAutoencoder.decode`).
+
+Random architectures (the 10 warm-up ones, "we ran random architectures ten times to collect rewards
+without updating parameters of the controller network in the beginning", and the epsilon-greedy 10 %,
+Sec. 4.2.2) are drawn in the same action space, b ~ Bernoulli(1/2)^n, so that their pool entries are
+actions whose log-probability the policy gradient can raise or lower like any other (a uniform draw
+of the 60 numbers would be an architecture with no action behind it). Decoded corners of the
+embedding cube are as varied as uniform architectures (measured: 1000 of 1000 distinct, value
+standard deviation 9.6 against 8.7 for uniform on [0, 30]).
+
+Learning (Sec. 4.2.2): each child's reward (2 acc_val - acc_train)^3 (`nases_reward`, Eq. 1) goes
+into the `RewardPool` with its (state, action); after each told child the pool is re-normalised over
+all stored rewards and, once the warm-up is over, the controller takes one Adam step on 3 entries
+sampled from the pool: loss = -mean(z_i * log pi(b_i | s_i)), z the normalised reward. The
+controller's optimiser follows "the first stage of the experiment" (Adam, lr 1e-5, the autoencoder's);
+at that rate ~90 updates move the policy little, so `lr` is exposed (tests use 1e-3).
+
+acc_train comes from the evaluator's record (`train_accuracy`, the last epoch's running training
+accuracy, as Keras reports it); an evaluator that has none (weight sharing) is told acc_train =
+acc_val, i.e. reward acc_val^3, and says so once in the log.
+
+The autoencoder: `pretrained` names a `save_pretrained` file (e.g. from
+`benchmarks/nases_compression.py --save`); without one it is pretrained on the fly with `pretrain`'s
+options and cached at `cache` (a resumed search reloads it instead of training it again).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from naslab.spaces.nases import NASESGenotype, NASESSpace
+from naslab.strategies.base import Strategy
+from naslab.strategies.nases_autoencoder import (
+    ArchitectureAutoencoder,
+    BatchSchedule,
+    load_pretrained,
+    pretrain,
+    save_pretrained,
+)
+from naslab.strategies.nases_reward import (
+    EPSILON,
+    SAMPLES_PER_UPDATE,
+    WARMUP_ARCHITECTURES,
+    RewardPool,
+    explore,
+    nases_reward,
+)
+
+log = logging.getLogger(__name__)
+
+STATES = ("uniform", "best")
+_CLAMP = 1e-6  # keeps log p and log(1 - p) finite where the sigmoid saturates
+
+
+def bernoulli_log_prob(probabilities: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Sum over the embedding of log Bernoulli(b; p): (batch, n) -> (batch,)."""
+    p = probabilities.clamp(_CLAMP, 1 - _CLAMP)
+    return (actions * p.log() + (1 - actions) * (1 - p).log()).sum(dim=1)
+
+
+def bernoulli_entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """Sum over the embedding of the Bernoulli entropies (nats): (batch, n) -> (batch,)."""
+    p = probabilities.clamp(_CLAMP, 1 - _CLAMP)
+    return -(p * p.log() + (1 - p) * (1 - p).log()).sum(dim=1)
+
+
+def obtain_autoencoder(
+    space: NASESSpace,
+    pretrained: str | Path | None,
+    cache: str | Path | None,
+    options: Mapping[str, Any],
+    seed: int,
+) -> ArchitectureAutoencoder:
+    """The pretrained autoencoder: from `pretrained`, else from `cache`, else trained now (and cached).
+
+    It must fit the space: as many values as the space has (4 per layer) and the same box.
+    """
+    if pretrained is not None:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"strategy.pretrained={path} does not exist; write one with "
+                "`python benchmarks/nases_compression.py --sizes 20 --save` or set strategy.pretrained=null"
+            )
+        model, _ = load_pretrained(path)
+        source = str(path)
+    elif cache is not None and Path(cache).is_file():
+        model, _ = load_pretrained(cache)
+        source = f"{cache} (cached)"
+    else:
+        options = dict(options)
+        batch = options.pop("batch", None)
+        schedule = BatchSchedule(**batch) if batch else None
+        model, metrics = pretrain(
+            origin=space.num_values, low=space.low, high=space.high, batch_schedule=schedule, seed=seed, **options
+        )
+        log.info(
+            "NASES autoencoder pretrained: embedding %d, test loss %.2f (predicting the midpoint: %.2f)",
+            model.hparams.embedding,
+            metrics["test_loss"],
+            (space.high - space.low) ** 2 / 12,
+        )
+        if cache is not None:
+            save_pretrained(model, cache, metrics)
+        source = "pretrained now"
+    hp = model.hparams
+    if hp.origin != space.num_values or (hp.low, hp.high) != (float(space.low), float(space.high)):
+        raise ValueError(
+            f"the NASES autoencoder ({source}) maps {hp.origin} values in [{hp.low}, {hp.high}], but the space has "
+            f"{space.num_values} values in [{space.low}, {space.high}]"
+        )
+    return model
+
+
+class NASESStrategy(Strategy[NASESGenotype]):
+    """A Bernoulli policy over the autoencoder's embedding, initialised from its simulator (module docstring)."""
+
+    name = "nases"
+
+    def __init__(
+        self,
+        space: NASESSpace,
+        seed: int = 0,
+        pretrained: str | None = None,
+        cache: str | None = None,
+        pretrain: Mapping[str, Any] | None = None,
+        state: str = "uniform",
+        lr: float = 1e-5,
+        warmup: int = WARMUP_ARCHITECTURES,
+        samples_per_update: int = SAMPLES_PER_UPDATE,
+        epsilon: float = EPSILON,
+    ):
+        super().__init__(space)
+        if not isinstance(space, NASESSpace):
+            raise ValueError(f"strategy=nases searches space=nases, got {type(space).__name__}")
+        if state not in STATES:
+            raise ValueError(f"strategy.state must be one of {STATES}, got {state!r}")
+        if warmup < 0 or samples_per_update < 1 or not 0.0 <= epsilon <= 1.0:
+            raise ValueError(
+                f"need warmup >= 0, samples_per_update >= 1, 0 <= epsilon <= 1; "
+                f"got {warmup}, {samples_per_update}, {epsilon}"
+            )
+        self.state_kind, self.warmup = state, int(warmup)
+        self.samples_per_update, self.epsilon = int(samples_per_update), float(epsilon)
+        autoencoder = obtain_autoencoder(space, pretrained, cache, pretrain or {}, seed)
+        self.embedding = int(autoencoder.hparams.embedding)
+        # The controller is the simulator's architecture *and* weights; the decoder stays as pretrained.
+        self.controller: nn.Module = copy.deepcopy(autoencoder.simulator).train()
+        self.decoder: nn.Module = copy.deepcopy(autoencoder.decoder).eval().requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pool = RewardPool()
+        self.proposed = 0  # proposals made so far (the first `warmup` are random)
+        self.updates = 0
+        self.pending: dict[str, dict[str, Any]] = {}  # key -> state, action, random of proposals not yet told
+        self._warned_no_train_accuracy = False
+        self._metrics: dict[str, list[float]] = {}
+
+    # --- proposing --------------------------------------------------------------------------
+    def _uniform_state(self) -> np.ndarray:
+        return self.rng.uniform(self.space.low, self.space.high, size=self.space.num_values)
+
+    def _state(self) -> np.ndarray:
+        if self.state_kind == "best" and len(self.pool):
+            best = max(self.pool.entries, key=lambda e: e.reward)
+            return np.asarray(self._decode_action(best.action), dtype=np.float64)
+        return self._uniform_state()
+
+    def _decode_action(self, action: Sequence[float]) -> list[float]:
+        with torch.no_grad():
+            values = self.decoder(torch.tensor([list(action)], dtype=torch.float32))[0]
+        return values.clamp(self.space.low, self.space.high).tolist()
+
+    def probabilities(self, states: torch.Tensor) -> torch.Tensor:
+        """The policy's Bernoulli parameters for (batch, values) states: (batch, embedding) in (0, 1)."""
+        return self.controller(states)
+
+    def ask(self, n: int) -> list[NASESGenotype]:
+        proposals = []
+        for _ in range(n):
+            state = self._state()
+            is_random = self.proposed < self.warmup or explore(self.rng, self.epsilon)
+            with torch.no_grad():
+                if is_random:
+                    p = torch.full((1, self.embedding), 0.5)
+                else:
+                    p = self.probabilities(torch.tensor(state[None], dtype=torch.float32))
+                action = torch.bernoulli(p, generator=self.generator)[0]
+            genotype = NASESGenotype(tuple(self._decode_action(action.tolist())))
+            self.pending[self.space.key(genotype)] = {
+                "state": state.tolist(),
+                "action": action.tolist(),
+                "random": is_random,
+            }
+            self.proposed += 1
+            proposals.append(genotype)
+        return proposals
+
+    def proposal_info(self, genotype: NASESGenotype) -> dict[str, Any]:
+        pending = self.pending.get(self.space.key(genotype))
+        if pending is None:
+            return {}
+        return {"nases": {"embedding": [int(b) for b in pending["action"]], "random": pending["random"]}}
+
+    # --- learning ---------------------------------------------------------------------------
+    def tell(self, genotypes: Sequence[NASESGenotype], scores: Sequence[float]) -> None:
+        """Without training accuracies: reward acc_val^3 (acc_train taken equal to acc_val)."""
+        self.tell_with_details(genotypes, scores, [{} for _ in genotypes])
+
+    def tell_with_details(
+        self,
+        genotypes: Sequence[NASESGenotype],
+        scores: Sequence[float],
+        details: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Pools each child's reward with its (state, action), then one controller update per child."""
+        for genotype, score, detail in zip(genotypes, scores, details):
+            pending = self.pending.pop(self.space.key(genotype), None)
+            if pending is None:
+                log.debug("nases: told an architecture it did not propose; not pooled: %s", genotype)
+                continue
+            acc_val = float(score)
+            acc_train = detail.get("train_accuracy")
+            if acc_train is None:
+                if not self._warned_no_train_accuracy:
+                    log.warning("nases: the evaluator reports no training accuracy; reward = acc_val ** 3")
+                    self._warned_no_train_accuracy = True
+                acc_train = acc_val
+            reward = nases_reward(min(max(acc_val, 0.0), 1.0), min(max(float(acc_train), 0.0), 1.0))
+            self.pool.add(pending["action"], reward, state=pending["state"])
+            self.pool.normalise()  # "at the end of each iteration"
+            self._metric("reward", reward)
+            self._metric("acc_train", float(acc_train))
+            if len(self.pool) >= max(self.warmup, 1):
+                self._update()
+
+    def _update(self) -> None:
+        entries = self.pool.sample(self.rng, self.samples_per_update)
+        states = torch.tensor([e.state for e in entries], dtype=torch.float32)
+        actions = torch.tensor([e.action for e in entries], dtype=torch.float32)
+        advantages = torch.tensor([e.normalised for e in entries], dtype=torch.float32)
+        probabilities = self.probabilities(states)
+        loss = -(advantages * bernoulli_log_prob(probabilities, actions)).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+        self._metric("policy_loss", loss.item())
+        self._metric("entropy", float(bernoulli_entropy(probabilities.detach()).mean()))
+
+    def _metric(self, name: str, value: float) -> None:
+        self._metrics.setdefault(name, []).append(value)
+
+    def pop_metrics(self) -> dict[str, float]:
+        metrics = {k: float(np.mean(v)) for k, v in self._metrics.items() if v}
+        self._metrics = {}
+        if metrics:
+            metrics.update({"pool_size": float(len(self.pool)), "updates": float(self.updates)})
+        return metrics
+
+    # --- resuming ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(
+            {
+                "controller": self.controller.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng.bit_generator.state,
+                "generator": self.generator.get_state(),
+                "pool": self.pool.state_dict(),
+                "proposed": self.proposed,
+                "updates": self.updates,
+                "pending": self.pending,
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.pool.load_state_dict(state["pool"])
+        self.proposed, self.updates = int(state["proposed"]), int(state["updates"])
+        self.pending = dict(state["pending"])
