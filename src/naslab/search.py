@@ -139,9 +139,8 @@ def run_search(
                     }
                     log_metrics(metrics, record.index)
                 progress.update(bar, completed=len(archive), best=max(best_so_far, 0.0))
-            strategy.tell_with_details(
-                genotypes, [records[key].score for key in batch_keys], [records[key].extra for key in batch_keys]
-            )
+            details = [{**records[key].extra, "error": records[key].error} for key in batch_keys]
+            strategy.tell_with_details(genotypes, [records[key].score for key in batch_keys], details)
             strategy_metrics = strategy.pop_metrics()
             if strategy_metrics and log_metrics is not None:
                 log_metrics({f"strategy/{k}": v for k, v in strategy_metrics.items()}, len(archive))

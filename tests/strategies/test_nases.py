@@ -4,16 +4,25 @@ the reward pool's policy gradient, resume, and the autoencoder it is built from.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import binomtest
 
+from naslab.evaluators.base import Evaluation, Evaluator
+from naslab.search import run_search
 from naslab.spaces.base import Task
 from naslab.spaces.macro import MacroSpace
 from naslab.spaces.nases import NASESGenotype, NASESSpace
-from naslab.strategies.nases import NASESStrategy, bernoulli_entropy, bernoulli_log_prob, obtain_autoencoder
+from naslab.strategies.nases import (
+    FAILED_REWARD,
+    NASESStrategy,
+    bernoulli_entropy,
+    bernoulli_log_prob,
+    obtain_autoencoder,
+)
 from naslab.strategies.nases_autoencoder import BatchSchedule, load_pretrained, pretrain, save_pretrained
 from naslab.strategies.nases_reward import nases_reward
 
@@ -120,7 +129,7 @@ def test_the_reward_weighs_the_generalisation_gap_and_the_pool_is_renormalised(a
 def test_one_update_raises_the_log_probability_of_the_better_action(autoencoder_file) -> None:
     strategy = make(autoencoder_file, warmup=2, samples_per_update=2, lr=1e-3)
     good, bad = strategy.ask(2)
-    entries = {"good": strategy.pending[SPACE.key(good)], "bad": strategy.pending[SPACE.key(bad)]}
+    entries = {"good": strategy.pending[SPACE.key(good)][0], "bad": strategy.pending[SPACE.key(bad)][0]}
 
     def log_prob(name: str) -> float:
         state = torch.tensor([entries[name]["state"]], dtype=torch.float32)
@@ -150,13 +159,62 @@ def test_the_controller_learns_a_planted_accuracy_where_random_embeddings_do_not
     assert min(learned) > np.mean(random), (learned, random)
 
 
+class ConstantEvaluator(Evaluator[NASESGenotype]):
+    """Scores every child 0.5 with training accuracy 0.75, or fails it (score 0, error) when `fail` says so."""
+
+    name = "constant"
+
+    def __init__(self, fail=lambda genotype: False) -> None:
+        self.fail = fail
+
+    def evaluate(self, genotypes: Sequence[NASESGenotype]) -> list[Evaluation]:
+        return [
+            Evaluation(0.0, error="training loss is nan")
+            if self.fail(g)
+            else Evaluation(0.5, extra={"train_accuracy": 0.75})
+            for g in genotypes
+        ]
+
+
+def test_repeated_proposals_are_each_pooled_with_their_own_action(autoencoder_file, tmp_path) -> None:
+    """A saturated controller decodes every sample to one architecture: the search loop re-tells the archived
+    score for each repeat, and every proposal enters the pool once, with nothing left pending."""
+    strategy = make(autoencoder_file, warmup=0, epsilon=0.0)
+    with torch.no_grad():
+        strategy.controller[-2].bias.fill_(100.0)  # the Linear before the sigmoid: p = 1, every action all ones
+    result = run_search(SPACE, strategy, ConstantEvaluator(), tmp_path, num_architectures=2, batch_size=3)
+    assert result.num_evaluated == 1  # one architecture, proposed until the loop gave up (10 x budget)
+    assert len(strategy.pool) == strategy.proposed >= 20 and strategy.pending == {}
+    assert {e.action for e in strategy.pool.entries} == {(1.0,) * 20}
+    assert strategy.pool.entries[0].reward == pytest.approx(nases_reward(0.5, 0.75))
+
+
+def test_a_failed_child_gets_the_worst_reward_and_bad_scores_raise(autoencoder_file, tmp_path) -> None:
+    strategy = make(autoencoder_file, warmup=100)
+    evaluated: list[NASESGenotype] = []
+    run_search(SPACE, strategy, ConstantEvaluator(lambda g: evaluated.append(g) or len(evaluated) == 2), tmp_path, 3)
+    rewards = [e.reward for e in strategy.pool.entries]
+    assert FAILED_REWARD == -1.0 and min(rewards) == FAILED_REWARD and rewards.count(FAILED_REWARD) == 1
+    assert min(nases_reward(v, t) for v in (0.0, 1.0) for t in (0.0, 1.0)) == FAILED_REWARD  # nothing trained is lower
+    with pytest.raises(ValueError, match=r"acc_val must be an accuracy in \[0, 1\]"):
+        strategy.tell(strategy.ask(1), [85.0])  # a percentage, not an accuracy: no silent clamping
+
+
+def test_state_previous_chains_each_proposal_from_the_last(autoencoder_file) -> None:
+    strategy = make(autoencoder_file, warmup=0, epsilon=0.0)
+    assert strategy.state_kind == "previous"  # Alg. 1, lines 9-10
+    first, second, third = strategy.ask(3)
+    states = [entries[0]["state"] for entries in strategy.pending.values()]
+    assert states[1] == pytest.approx(list(first.values)) and states[2] == pytest.approx(list(second.values))
+
+
 def test_state_best_feeds_the_best_child_so_far(autoencoder_file) -> None:
     strategy = make(autoencoder_file, state="best", warmup=0, epsilon=0.0)
     genotypes = strategy.ask(3)
     strategy.tell(genotypes, [0.2, 0.7, 0.4])
     best = SPACE.key(genotypes[1])
     strategy.ask(1)
-    state = next(iter(strategy.pending.values()))["state"]
+    state = next(iter(strategy.pending.values()))[0]["state"]
     assert SPACE.key(NASESGenotype(tuple(state))) == best
 
 
@@ -182,9 +240,11 @@ def test_bad_input_gets_one_line_errors(autoencoder_file, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="nases_compression.py"):
         make(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="strategy.state"):
-        make(autoencoder_file, state="previous")
+        make(autoencoder_file, state="last")
     with pytest.raises(ValueError, match="maps 60 values"):
         NASESStrategy(NASESSpace(num_layers=3), pretrained=str(autoencoder_file))
+    with pytest.raises(ValueError, match="evaluator=standalone"):
+        make(autoencoder_file).sample_for_training(2)  # weight sharing: no supernet for space=nases
 
 
 def test_an_autoencoder_pretrained_on_the_fly_is_cached_and_reused(tmp_path, monkeypatch) -> None:
@@ -202,3 +262,82 @@ def test_an_autoencoder_pretrained_on_the_fly_is_cached_and_reused(tmp_path, mon
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     strategy = NASESStrategy(space, cache=str(cache), pretrain=options, warmup=0)
     assert all(len(g.values) == 12 for g in strategy.ask(3))
+    with pytest.raises(ValueError, match="delete it or set strategy.cache elsewhere"):
+        obtain_autoencoder(space, None, cache, {**options, "embedding_size": 8}, seed=0)  # a stale cache
+
+
+def test_a_killed_nases_search_resumes_with_its_autoencoder_pool_and_controller(compose_cfg, tmp_path) -> None:
+    """kill -9 after the warm-up (controller updates under way); resume = the search never interrupted."""
+    import json
+
+    from naslab.pipeline import run
+    from tests.conftest import run_and_kill_9
+
+    args = [
+        "experiment=nases_macro",
+        "dataset=digits",
+        "mode=search",
+        "logger=none",
+        "debug=fast",
+        "search.num_architectures=9",
+        "strategy.warmup=3",
+        "strategy.lr=1e-2",
+        "evaluator.epochs=4",
+        "evaluator.train_batches=4",
+    ]
+
+    def records(run_dir: Path) -> list[dict]:
+        return [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines() if line.strip()]
+
+    killed = tmp_path / "killed"
+    archive = killed / "archive.jsonl"
+    run_and_kill_9(args, killed, lambda: archive.exists() and len(archive.read_text().splitlines()) >= 5)
+    before = records(killed)
+    assert 5 <= len(before) < 9 and (killed / "nases_autoencoder.pt").is_file()
+    resumed = run(compose_cfg(*args, "resume=true", run_dir=killed))
+    after = records(killed)
+    assert after[: len(before)] == before and len(after) == 9 == resumed["search"]["num_evaluated"]
+    fresh = run(compose_cfg(*args, run_dir=tmp_path / "fresh"))
+    assert [(r["key"], r["score"]) for r in records(tmp_path / "fresh")] == [(r["key"], r["score"]) for r in after]
+    assert fresh["genotype"] == resumed["genotype"]
+    assert all(0.0 <= r["extra"]["train_accuracy"] <= 1.0 for r in after)
+
+
+def test_nases_macro_children_and_final_training_follow_the_paper_recipe(compose_cfg) -> None:
+    """Nesterov SGD 0.9, cosine 0.05 -> 0.001, weight decay 1e-4, no clipping, for children and the final
+    network; the evaluator carrying the partials still pickles (pool / Ray workers get a copy)."""
+    import pickle
+
+    from hydra.utils import instantiate
+
+    from naslab.train.modules import training_module
+
+    cfg = compose_cfg("experiment=nases_macro", "dataset=digits")
+    space = instantiate(cfg.space)
+    task = Task(num_classes=10, input_shape=(1, 8, 8))
+    evaluator = instantiate(
+        cfg.evaluator,
+        space=space,
+        task=task,
+        datamodule_factory=lambda **_: None,
+        trainer_factory=None,
+        _convert_="object",
+    )
+    evaluator = pickle.loads(pickle.dumps(evaluator))
+    network = space.build_child(space.sample(np.random.default_rng(0)), task, channels=4)
+    module, trainer_options = training_module(task, network, evaluator.epochs, evaluator.module_kwargs)
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"] is True
+    assert (optimizer.defaults["lr"], optimizer.defaults["momentum"], optimizer.defaults["weight_decay"]) == (
+        0.05,
+        0.9,
+        1e-4,
+    )
+    assert isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert (scheduler.T_max, scheduler.eta_min, evaluator.epochs) == (10, 0.001, 10)
+    assert trainer_options["gradient_clip_val"] is None and cfg.train.grad_clip is None
+    final = instantiate(cfg.train.optimizer)(network.parameters())
+    assert final.defaults["nesterov"] is True and (final.defaults["lr"], final.defaults["weight_decay"]) == (0.05, 1e-4)
+    assert (cfg.train.epochs, cfg.train.scheduler.T_max, cfg.train.scheduler.eta_min) == (700, 700, 0.001)
+    assert (cfg.train.batch_size, cfg.evaluator.batch_size, cfg.search.batch_size) == (128, 128, 1)

@@ -71,7 +71,8 @@ class Strategy(ABC, Generic[G]):
     def tell_with_details(
         self, genotypes: Sequence[G], scores: Sequence[float], details: Sequence[Mapping[str, Any]]
     ) -> None:
-        """`tell`, with each evaluation's measured extras (its archive record's `extra`) alongside.
+        """`tell`, with each evaluation's measured extras (its archive record's `extra`, plus its `error`:
+        None, or why the trial failed) alongside.
 
         The search loop calls this; most strategies learn from the score alone (the default). NASES
         overrides it: its reward needs the child's training accuracy as well (file 001, Eq. 1).

@@ -10,11 +10,13 @@ Sec. 3.2.1). The frozen pretrained *decoder* maps the sampled embedding back to 
 
 One proposal, as built here:
 
-1. state s: the controller's input. The paper: "The input is the child state of network" and the
-   simulator "can project uniform distribution into architecture-embedding", with the uniform
-   distribution U among Alg. 1's inputs. `state="uniform"` (default) draws s uniformly from the box
-   [low, high]^60 for each proposal; `state="best"` feeds the best architecture found so far (the
-   highest raw reward in the pool; uniform until the first reward).
+1. state s: the controller's input. The paper: "The input is the child state of network", and Alg. 1
+   (lines 9-10) projects the current child's architecture a through the controller and decodes the
+   result into the next a: a chain. `state="previous"` (default) feeds the 60 numbers of the previous
+   proposal (a uniform draw from the box for the first); `state="uniform"` draws s uniformly from
+   [low, high]^60 for every proposal (the simulator "can project uniform distribution into
+   architecture-embedding"); `state="best"` feeds the best architecture found so far (the highest raw
+   reward in the pool; uniform until the first reward).
 2. p = controller(s) in (0, 1)^n; the action b ~ Bernoulli(p) in {0, 1}^n (n = embedding size, 20).
 3. the child's 60 numbers = decoder(b), always inside the box (`ArchitectureAutoencoder.decode`).
 
@@ -27,7 +29,8 @@ embedding cube are as varied as uniform architectures (measured: 1000 of 1000 di
 standard deviation 9.6 against 8.7 for uniform on [0, 30]).
 
 Learning (Sec. 4.2.2): each child's reward (2 acc_val - acc_train)^3 (`nases_reward`, Eq. 1) goes
-into the `RewardPool` with its (state, action); after each told child the pool is re-normalised over
+into the `RewardPool` with its (state, action) (a child that failed to train, e.g. a NaN loss, gets
+(0 - 1)^3 = -1, below every trained child); after each told child the pool is re-normalised over
 all stored rewards and, once the warm-up is over, the controller takes one Adam step on 3 entries
 sampled from the pool: loss = -mean(z_i * log pi(b_i | s_i)), z the normalised reward. The
 controller's optimiser follows "the first stage of the experiment" (Adam, lr 1e-5, the autoencoder's);
@@ -73,7 +76,8 @@ from naslab.strategies.nases_reward import (
 
 log = logging.getLogger(__name__)
 
-STATES = ("uniform", "best")
+STATES = ("previous", "uniform", "best")
+FAILED_REWARD = -1.0  # (2 * 0 - 1) ** 3: a child that failed to train ranks below every trained one
 _CLAMP = 1e-6  # keeps log p and log(1 - p) finite where the sigmoid saturates
 
 
@@ -112,6 +116,13 @@ def obtain_autoencoder(
     elif cache is not None and Path(cache).is_file():
         model, _ = load_pretrained(cache)
         source = f"{cache} (cached)"
+        wanted = {k: v for k, v in (("embedding", options.get("embedding_size")), ("hidden", options.get("hidden")))}
+        found = {"embedding": model.hparams.embedding, "hidden": list(model.hparams.hidden)}
+        if any(v is not None and (list(v) if k == "hidden" else int(v)) != found[k] for k, v in wanted.items()):
+            raise ValueError(
+                f"{cache} holds an autoencoder with {found}, not strategy.pretrain's "
+                f"{ {k: v for k, v in wanted.items() if v is not None} }; delete it or set strategy.cache elsewhere"
+            )
     else:
         options = dict(options)
         batch = options.pop("batch", None)
@@ -149,7 +160,7 @@ class NASESStrategy(Strategy[NASESGenotype]):
         pretrained: str | None = None,
         cache: str | None = None,
         pretrain: Mapping[str, Any] | None = None,
-        state: str = "uniform",
+        state: str = "previous",
         lr: float = 1e-5,
         warmup: int = WARMUP_ARCHITECTURES,
         samples_per_update: int = SAMPLES_PER_UPDATE,
@@ -177,8 +188,11 @@ class NASESStrategy(Strategy[NASESGenotype]):
         self.generator = torch.Generator().manual_seed(seed)
         self.pool = RewardPool()
         self.proposed = 0  # proposals made so far (the first `warmup` are random)
+        self.previous: list[float] | None = None  # the last proposal's values: the next state under state="previous"
         self.updates = 0
-        self.pending: dict[str, dict[str, Any]] = {}  # key -> state, action, random of proposals not yet told
+        # key -> [{state, action, random}, ...] of proposals not yet told, oldest first: two embeddings of one
+        # batch may decode to the same architecture, and each is pooled with its own action when told.
+        self.pending: dict[str, list[dict[str, Any]]] = {}
         self._warned_no_train_accuracy = False
         self._metrics: dict[str, list[float]] = {}
 
@@ -187,6 +201,8 @@ class NASESStrategy(Strategy[NASESGenotype]):
         return self.rng.uniform(self.space.low, self.space.high, size=self.space.num_values)
 
     def _state(self) -> np.ndarray:
+        if self.state_kind == "previous" and self.previous is not None:
+            return np.asarray(self.previous, dtype=np.float64)
         if self.state_kind == "best" and len(self.pool):
             best = max(self.pool.entries, key=lambda e: e.reward)
             return np.asarray(self._decode_action(best.action), dtype=np.float64)
@@ -213,19 +229,24 @@ class NASESStrategy(Strategy[NASESGenotype]):
                     p = self.probabilities(torch.tensor(state[None], dtype=torch.float32))
                 action = torch.bernoulli(p, generator=self.generator)[0]
             genotype = NASESGenotype(tuple(self._decode_action(action.tolist())))
-            self.pending[self.space.key(genotype)] = {
-                "state": state.tolist(),
-                "action": action.tolist(),
-                "random": is_random,
-            }
+            self.pending.setdefault(self.space.key(genotype), []).append(
+                {"state": state.tolist(), "action": action.tolist(), "random": is_random}
+            )
             self.proposed += 1
+            self.previous = list(genotype.values)
             proposals.append(genotype)
         return proposals
 
+    def sample_for_training(self, n: int) -> list[NASESGenotype]:
+        raise ValueError(
+            "strategy=nases trains every child stand-alone (space=nases has no supernet): evaluator=standalone"
+        )
+
     def proposal_info(self, genotype: NASESGenotype) -> dict[str, Any]:
-        pending = self.pending.get(self.space.key(genotype))
-        if pending is None:
+        waiting = self.pending.get(self.space.key(genotype))
+        if not waiting:
             return {}
+        pending = waiting[0]
         return {"nases": {"embedding": [int(b) for b in pending["action"]], "random": pending["random"]}}
 
     # --- learning ---------------------------------------------------------------------------
@@ -240,23 +261,30 @@ class NASESStrategy(Strategy[NASESGenotype]):
         details: Sequence[Mapping[str, Any]],
     ) -> None:
         """Pools each child's reward with its (state, action), then one controller update per child."""
-        for genotype, score, detail in zip(genotypes, scores, details):
-            pending = self.pending.pop(self.space.key(genotype), None)
+        for genotype, score, detail in zip(genotypes, scores, details, strict=True):
+            key = self.space.key(genotype)
+            waiting = self.pending.get(key)
+            pending = waiting.pop(0) if waiting else None
+            if waiting is not None and not waiting:
+                del self.pending[key]
             if pending is None:
                 log.debug("nases: told an architecture it did not propose; not pooled: %s", genotype)
                 continue
-            acc_val = float(score)
-            acc_train = detail.get("train_accuracy")
-            if acc_train is None:
-                if not self._warned_no_train_accuracy:
-                    log.warning("nases: the evaluator reports no training accuracy; reward = acc_val ** 3")
-                    self._warned_no_train_accuracy = True
-                acc_train = acc_val
-            reward = nases_reward(min(max(acc_val, 0.0), 1.0), min(max(float(acc_train), 0.0), 1.0))
+            if detail.get("error"):  # a failed child (NaN loss): the worst reward there is, (0 - 1)^3
+                reward, acc_train = FAILED_REWARD, float("nan")
+            else:
+                acc_train = detail.get("train_accuracy")
+                if acc_train is None:
+                    if not self._warned_no_train_accuracy:
+                        log.warning("nases: the evaluator reports no training accuracy; reward = acc_val ** 3")
+                        self._warned_no_train_accuracy = True
+                    acc_train = score
+                reward = nases_reward(float(score), float(acc_train))  # raises on a score outside [0, 1]
             self.pool.add(pending["action"], reward, state=pending["state"])
             self.pool.normalise()  # "at the end of each iteration"
             self._metric("reward", reward)
-            self._metric("acc_train", float(acc_train))
+            if acc_train == acc_train:  # not NaN
+                self._metric("acc_train", float(acc_train))
             if len(self.pool) >= max(self.warmup, 1):
                 self._update()
 
@@ -296,6 +324,7 @@ class NASESStrategy(Strategy[NASESGenotype]):
                 "proposed": self.proposed,
                 "updates": self.updates,
                 "pending": self.pending,
+                "previous": self.previous,
             }
         )
 
@@ -306,4 +335,7 @@ class NASESStrategy(Strategy[NASESGenotype]):
         self.generator.set_state(state["generator"])
         self.pool.load_state_dict(state["pool"])
         self.proposed, self.updates = int(state["proposed"]), int(state["updates"])
-        self.pending = dict(state["pending"])
+        self.pending = {
+            key: [entries] if isinstance(entries, dict) else list(entries) for key, entries in state["pending"].items()
+        }
+        self.previous = state.get("previous")

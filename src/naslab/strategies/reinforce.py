@@ -9,17 +9,20 @@ lr 0.0035, entropy weight 1e-4, baseline decay 0.99, temperature 5, tanh constan
 hidden size is 100 here, as the issue asks).
 
 MLPNAS (file 004, Sec. 4.2 "Accuracy predictor") adds an optional accuracy predictor: "a single dense
-layer which will share weights with the LSTM layer", fed with the true validation accuracies of the
-architectures sampled so far, so that the LSTM's hidden states learn what separates good architectures
+layer which will share weights with the LSTM layer", fed with the true validation accuracies of sampled
+architectures, so that the LSTM's hidden states learn what separates good architectures
 from bad ones. `predictor=True` builds it as in the authors' Keras code: a Linear(hidden, 1) + sigmoid on
 the LSTM's state after the last token (one more LSTM step reads the last position's embedding, so the
 prediction sees the whole sequence), trained jointly with REINFORCE on the told scores by MSE; the loss
-is REINFORCE + `predictor_weight` * MSE (the code's loss weights are 1 and 1). The paper calls the pair
-adversarial ("the controller ... will try to ... generate architectures not easily predictable by the
-predictor"), but the code, followed here, simply minimises the sum; the predictor's gradient reaches
-the shared LSTM, embeddings and start input. Its sigmoid predicts scores in (0, 1): accuracies. The
-predictor head is created after every other module and reads no random numbers while sampling, so with
-it on or off a seeded controller starts from the same weights and samples the same first proposals.
+is REINFORCE + `predictor_weight` * MSE (the code's loss weights are 1 and 1). Each update here sees the
+batch just told; file 004 retrains the controller after every controller epoch on "a new dataset that
+collects the architectures sampled since the first epoch" (`updates_per_tell` > 1 repeats the step).
+The paper calls the pair adversarial ("the controller ... will try to ... generate architectures not
+easily predictable by the predictor"), but the code, followed here, simply minimises the sum; the
+predictor's gradient reaches the shared LSTM, embeddings and start input. Its sigmoid predicts scores
+in (0, 1): accuracies. The predictor head is created after every other module and reads no random
+numbers while sampling, so with it on or off a seeded controller starts from the same weights and
+samples the same first proposals.
 
 MLPNAS also decays the controller's lr (Sec. 5.1: "Adam ... 0.01 ... for the controller ... The
 controller uses a learning rate decay of 0.1"): Keras' optimizer `decay`, lr_t = lr / (1 + decay * t)
