@@ -116,3 +116,13 @@ def test_strategies_are_told_each_evaluation_s_measured_extras_with_its_score(tm
     run_search(space, strategy, WithTrainAccuracy(space), tmp_path, num_architectures=3, batch_size=2)
     assert len(strategy.told) >= 4  # every proposal, the repeated ones with their archived extras too
     assert all(train == pytest.approx(score + 0.01) for score, train in strategy.told)
+
+
+def test_resuming_with_other_strategy_settings_is_a_one_line_error(tmp_path) -> None:
+    from naslab.strategies import ReinforceStrategy
+
+    space = MicroSpace(2, "enas")
+    run_search(space, ReinforceStrategy(space, hidden=16), TokenSumEvaluator(space), tmp_path, num_architectures=2)
+    with pytest.raises(ValueError, match=r"saved reinforce state does not fit .*\(.*size mismatch") as err:
+        run_search(space, ReinforceStrategy(space, hidden=8), TokenSumEvaluator(space), tmp_path, 4, resume=True)
+    assert "\n" not in str(err.value)

@@ -83,7 +83,15 @@ def run_search(
             raise ValueError(
                 f"resume=true in {run_dir}: it holds a search of {state['fingerprint']}, not of {fingerprint}"
             )
-        strategy.load_state_dict(state["strategy"])
+        try:
+            strategy.load_state_dict(state["strategy"])
+        except (RuntimeError, KeyError, ValueError, IndexError) as err:  # torch's size mismatches are pages long
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+            reason = " ".join(lines[:2])[:200]  # torch: "Error(s) in loading state_dict for X:" + the first mismatch
+            raise ValueError(
+                f"resume=true in {run_dir}: its saved {strategy.name} state does not fit this run's strategy settings "
+                f"({reason}); resume with the settings of the killed run (its .hydra/config.yaml)"
+            ) from err
         archived_at_tell, proposals = int(state["num_archived"]), int(state["num_proposed"])
         log.info("restored the strategy after %d proposals (%d archived)", proposals, archived_at_tell)
     elif resume and len(archive):
