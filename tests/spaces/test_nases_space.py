@@ -361,3 +361,20 @@ def test_draw_writes_png_and_dot(tmp_path: Path) -> None:
     assert "sep_conv_3x3/64" in dot and "avg_pool_3x3/256" in dot
     assert "L0 -> L1 [style=dashed" in dot and "L1 -> L3 [style=dashed" in dot and "L0 -> L3 [style=dashed" in dot
     assert "L2 -> L3 [style=dashed" not in dot
+
+
+@pytest.mark.slow
+def test_ten_thousand_uniform_vectors_build_networks_that_run_forward() -> None:
+    """The issue's check in full: each of 10,000 uniform draws builds (1 channel per filter unit) and maps an
+    8x8 image to 10 finite logits (about a minute on one core: building dominates)."""
+    draws = np.random.default_rng(2).uniform(0, 30, size=(10_000, SPACE.num_values))
+    task, image = Task(10, (1, 8, 8)), torch.randn(1, 1, 8, 8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for row in draws:
+                logits = SPACE.build_child(NASESGenotype(tuple(row.tolist())), task, channels=1).eval()(image)
+                assert logits.shape == (1, 10) and torch.isfinite(logits).all()
+    finally:
+        torch.set_num_threads(threads)
