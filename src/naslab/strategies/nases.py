@@ -55,6 +55,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Bernoulli
 
 from naslab.spaces.nases import NASESGenotype, NASESSpace
 from naslab.strategies.base import Strategy
@@ -62,11 +63,13 @@ from naslab.strategies.nases_autoencoder import (
     ArchitectureAutoencoder,
     BatchSchedule,
     load_pretrained,
+    midpoint_loss,
     pretrain,
     save_pretrained,
 )
 from naslab.strategies.nases_reward import (
     EPSILON,
+    FAILED_REWARD,
     SAMPLES_PER_UPDATE,
     WARMUP_ARCHITECTURES,
     RewardPool,
@@ -77,20 +80,21 @@ from naslab.strategies.nases_reward import (
 log = logging.getLogger(__name__)
 
 STATES = ("previous", "uniform", "best")
-FAILED_REWARD = -1.0  # (2 * 0 - 1) ** 3: a child that failed to train ranks below every trained one
 _CLAMP = 1e-6  # keeps log p and log(1 - p) finite where the sigmoid saturates
+
+
+def _policy(probabilities: torch.Tensor) -> Bernoulli:
+    return Bernoulli(probs=probabilities.clamp(_CLAMP, 1 - _CLAMP))
 
 
 def bernoulli_log_prob(probabilities: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Sum over the embedding of log Bernoulli(b; p): (batch, n) -> (batch,)."""
-    p = probabilities.clamp(_CLAMP, 1 - _CLAMP)
-    return (actions * p.log() + (1 - actions) * (1 - p).log()).sum(dim=1)
+    return _policy(probabilities).log_prob(actions).sum(dim=1)
 
 
 def bernoulli_entropy(probabilities: torch.Tensor) -> torch.Tensor:
     """Sum over the embedding of the Bernoulli entropies (nats): (batch, n) -> (batch,)."""
-    p = probabilities.clamp(_CLAMP, 1 - _CLAMP)
-    return -(p * p.log() + (1 - p) * (1 - p).log()).sum(dim=1)
+    return _policy(probabilities).entropy().sum(dim=1)
 
 
 def obtain_autoencoder(
@@ -116,12 +120,13 @@ def obtain_autoencoder(
     elif cache is not None and Path(cache).is_file():
         model, _ = load_pretrained(cache)
         source = f"{cache} (cached)"
-        wanted = {k: v for k, v in (("embedding", options.get("embedding_size")), ("hidden", options.get("hidden")))}
+        asked = {"embedding": options.get("embedding_size"), "hidden": options.get("hidden")}
+        wanted = {k: list(v) if k == "hidden" else int(v) for k, v in asked.items() if v is not None}
         found = {"embedding": model.hparams.embedding, "hidden": list(model.hparams.hidden)}
-        if any(v is not None and (list(v) if k == "hidden" else int(v)) != found[k] for k, v in wanted.items()):
+        if any(found[k] != v for k, v in wanted.items()):
             raise ValueError(
-                f"{cache} holds an autoencoder with {found}, not strategy.pretrain's "
-                f"{ {k: v for k, v in wanted.items() if v is not None} }; delete it or set strategy.cache elsewhere"
+                f"{cache} holds an autoencoder with {found}, not strategy.pretrain's {wanted}; "
+                "delete it or set strategy.cache elsewhere"
             )
     else:
         options = dict(options)
@@ -134,7 +139,7 @@ def obtain_autoencoder(
             "NASES autoencoder pretrained: embedding %d, test loss %.2f (predicting the midpoint: %.2f)",
             model.hparams.embedding,
             metrics["test_loss"],
-            (space.high - space.low) ** 2 / 12,
+            midpoint_loss(space.low, space.high),
         )
         if cache is not None:
             save_pretrained(model, cache, metrics)
@@ -270,8 +275,8 @@ class NASESStrategy(Strategy[NASESGenotype]):
             if pending is None:
                 log.debug("nases: told an architecture it did not propose; not pooled: %s", genotype)
                 continue
-            if detail.get("error"):  # a failed child (NaN loss): the worst reward there is, (0 - 1)^3
-                reward, acc_train = FAILED_REWARD, float("nan")
+            if detail.get("error"):  # a failed child (NaN loss): the worst reward there is
+                reward = FAILED_REWARD
             else:
                 acc_train = detail.get("train_accuracy")
                 if acc_train is None:
@@ -280,11 +285,10 @@ class NASESStrategy(Strategy[NASESGenotype]):
                         self._warned_no_train_accuracy = True
                     acc_train = score
                 reward = nases_reward(float(score), float(acc_train))  # raises on a score outside [0, 1]
+                self._metric("acc_train", float(acc_train))
             self.pool.add(pending["action"], reward, state=pending["state"])
             self.pool.normalise()  # "at the end of each iteration"
             self._metric("reward", reward)
-            if acc_train == acc_train:  # not NaN
-                self._metric("acc_train", float(acc_train))
             if len(self.pool) >= max(self.warmup, 1):
                 self._update()
 

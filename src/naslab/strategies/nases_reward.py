@@ -27,6 +27,7 @@ import numpy as np
 WARMUP_ARCHITECTURES = 10  # random architectures scored before the controller's first update
 SAMPLES_PER_UPDATE = 3  # pool entries per controller update
 EPSILON = 0.1  # probability of a random architecture instead of the controller's
+FAILED_REWARD = -1.0  # (2 * 0 - 1) ** 3, Eq. 1's least: a child that failed to train ranks below every trained one
 
 
 def nases_reward(acc_val: float, acc_train: float) -> float:
