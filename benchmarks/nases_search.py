@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+from project_config import compose_cfg
 
 from naslab.archive import Archive
 from naslab.loggers import filter_known_warnings
@@ -34,13 +34,6 @@ from naslab.pipeline import run
 from naslab.spaces.nases import NASESSpace
 from naslab.strategies.nases import obtain_autoencoder
 from naslab.strategies.nases_reward import nases_reward
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def search(args: argparse.Namespace, seed: int, pretrained: Path, random: bool) -> dict:

@@ -21,23 +21,15 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
+from project_config import compose_cfg
 from scipy.stats import mannwhitneyu
 
 from naslab.evaluators.planted import PlantedEvaluator
 from naslab.pipeline import run
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def space_overrides(args: argparse.Namespace) -> list[str]:

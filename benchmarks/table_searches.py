@@ -16,13 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
+from project_config import compose_cfg
 
 from naslab.pipeline import run
 from naslab.report import write_report
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def search(table: str, space: str, strategy: str, seed: int, budget: int, run_dir: Path) -> dict:
@@ -34,8 +32,7 @@ def search(table: str, space: str, strategy: str, seed: int, budget: int, run_di
         f"seed={seed}",
         f"search.num_architectures={budget}",
     ]
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_cfg(overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
     return run(cfg)
