@@ -5,9 +5,11 @@
 The paper-sized search network (C=16, 8 cells, 4 nodes, the 8 DARTS ops, 1,930,618 weights) on
 CIFAR-shaped batches (3x32x32, 10 classes, random data: the cost does not depend on the pixels).
 A step is what `DartsSearchModule.training_step` does inside a Lightning Trainer: one alpha update
-(order 1: one forward/backward on the validation batch; order 2: the virtual step, the validation
+(order 1: one forward/backward on the validation batch; order 2: the virtual step of the authors'
+code, `virtual_step=code`: w - lr * (momentum * buffer + grad + weight decay * w), the validation
 gradient at w' and two more train passes for the finite-difference Hessian-vector product) and
-one weight update. Each order runs in its own subprocess so that its peak memory is its own:
+one weight update. The momentum term adds a few tensor operations, no forward or backward pass.
+Each order runs in its own subprocess so that its peak memory is its own:
 `torch.cuda.max_memory_allocated` on a GPU, the growth of the peak resident set size during the
 steps on a CPU. Prints both orders and the ratios order 2 / order 1.
 """

@@ -309,3 +309,32 @@ def test_scoring_on_search_valid_leaves_the_global_rng_alone() -> None:
         for _ in dm.val_dataloader():
             pass
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_random_valid_batches_are_seeded_unaugmented_search_valid_images(tmp_path) -> None:
+    """What a weight-sharing score reads: random search-valid images, no repeats, eval transform, collated."""
+    write_cifar10(tmp_path)
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), search_valid_size=30, batch_size=8, augment=True, cutout=8)
+    dm.setup()
+    state = torch.get_rng_state()
+    batches = dm.random_valid_batches(3, 6, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), state)  # only the generator decides: training's RNG is untouched
+    assert len(batches) == 3 and all(x.shape == (6, 3, 32, 32) and y.shape == (6,) for x, y in batches)
+    source = []
+    for x, y in batches:
+        for image, label in zip(x, y):
+            pixels = (unnormalize(image, dm.mean, dm.std) * 255).round().to(torch.uint8)
+            index = int(pixels[0, 0, 0]) * 183 % 256  # cifar_pixels(i)[0, 0, 0] = 7 i mod 256; 183 = 7^-1 mod 256
+            assert torch.equal(pixels, torch.from_numpy(cifar_pixels(index)))  # whole, unaugmented image
+            assert int(label) == index % 10
+            source.append(index)
+    assert len(set(source)) == 18 and set(source) <= set(dm.valid_indices)  # without replacement, search-valid only
+    again = dm.random_valid_batches(3, 6, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))  # a function of the generator's seed
+    other = dm.random_valid_batches(3, 6, torch.Generator().manual_seed(6))
+    assert not torch.equal(torch.cat([x for x, _ in other]), torch.cat([x for x, _ in batches]))
+    assert dm.random_valid_batches(1)[0][0].shape[0] == 8  # batch_size None = the training batch size (ENAS)
+    assert dm.random_valid_batches(1, 100)[0][0].shape[0] == 30  # at most the whole split
+    final = CIFAR10DataModule(data_dir=str(tmp_path), phase="final")
+    with pytest.raises(RuntimeError, match="only in the search phase"):
+        final.random_valid_batches(1)

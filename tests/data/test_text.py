@@ -72,6 +72,17 @@ def test_window_lengths_depend_only_on_seed_and_epoch() -> None:
     assert sum(window_lengths(1000, 35, np.random.default_rng(0))) == 999
 
 
+def test_darts_search_windows_are_bptt_or_half_of_it_without_the_normal_draw() -> None:
+    """quark0/darts rnn/train_search.py: seq_len = int(35 if random() < 0.95 else 17.5), nothing else."""
+    rng = np.random.default_rng(0)
+    lengths = window_lengths(20_000, 35, rng, seq_len_std=0)
+    assert set(lengths[:-1]) == {35, 17}  # the last window is cut by the stream's end
+    share = lengths[:-1].count(17) / len(lengths[:-1])
+    assert 0.03 < share < 0.07  # 5 % of the windows, over ~600 draws
+    spread = set(window_lengths(20_000, 35, np.random.default_rng(0))[:-1])
+    assert len(spread) > 10  # AWD-LSTM's N(base, 5), the default
+
+
 def test_missing_files_are_one_clear_error(tmp_path) -> None:
     with pytest.raises(MissingDataError, match="ptb: no train file in .*simple-examples") as err:
         PTBDataModule(tmp_path).prepare_data()
@@ -101,3 +112,31 @@ def test_real_corpora_have_the_published_sizes(module, vocab, tokens) -> None:
     dm.setup()
     assert dm.vocab_size == vocab
     assert tuple(int(dm.streams[s].numel()) for s in ("train", "valid", "test")) == tokens
+
+
+def test_random_valid_batches_are_consecutive_windows_from_a_seeded_random_start(tmp_path) -> None:
+    """A language model's weight-sharing score: `num_batches` windows in a row, hidden state carried."""
+    rng = np.random.default_rng(0)
+    lines = [" ".join(f"w{int(i)}" for i in rng.integers(0, 500, size=12)) for _ in range(300)]
+    write_ptb(tmp_path, "\n".join(lines) + "\n", valid="\n".join(lines[:120]) + "\n", test=lines[0])
+    dm = PTBDataModule(tmp_path, batch_size=4, eval_batch_size=3, bptt=5)
+    dm.setup()
+    data = batchify(dm.streams["valid"], 3)  # the valid stream in eval_batch_size columns, as the valid loader
+    windows = [(x, y) for x, y in dm.val_dataloader()]
+    state = torch.get_rng_state()
+    starts = set()
+    for seed in range(20):
+        batches = dm.random_valid_batches(3, generator=torch.Generator().manual_seed(seed))
+        (first,) = [k for k, (x, _) in enumerate(windows) if torch.equal(x, batches[0][0])]  # windows are distinct
+        assert all(torch.equal(b[0], w[0]) and torch.equal(b[1], w[1]) for b, w in zip(batches, windows[first:]))
+        assert len(batches) == 3 and batches[0][0].shape == (5, 3)
+        starts.add(first)
+        again = dm.random_valid_batches(3, generator=torch.Generator().manual_seed(seed))
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    assert torch.equal(torch.get_rng_state(), state)  # the generator alone decides
+    assert len(starts) > 5 and max(starts) <= len(windows) - 3  # random starts that leave three windows
+    assert data.size(0) == sum(len(x) for x, _ in windows) + 1
+    wide = dm.random_valid_batches(2, batch_size=4, generator=torch.Generator().manual_seed(0))
+    assert wide[0][0].shape == (5, 4)  # batch_size = columns of the stream
+    everything = dm.random_valid_batches(10_000, generator=torch.Generator().manual_seed(0))
+    assert len(everything) == len(windows)  # more than the stream has: all of it, from the first window

@@ -27,8 +27,9 @@ SPACE = MicroSpace(2, "enas")
 GENOTYPES = [SPACE.sample(np.random.default_rng(s)) for s in range(3)]
 
 
-def evaluator(backend: str) -> StandaloneEvaluator:
-    """conf/debug/fast.yaml sizes on digits; functools.partial, not lambdas, so that workers can unpickle it."""
+def evaluator(backend: str = "local", **options) -> StandaloneEvaluator:
+    """conf/debug/fast.yaml sizes on digits; functools.partial, not lambdas, so that workers can unpickle it.
+    `options` add evaluator settings (a child's recipe)."""
     return StandaloneEvaluator(
         SPACE,
         Task(10, (1, 8, 8)),
@@ -41,6 +42,7 @@ def evaluator(backend: str) -> StandaloneEvaluator:
         cells_per_stage=1,
         backend=backend,
         workers=2,
+        **options,
     )
 
 

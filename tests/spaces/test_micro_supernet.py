@@ -1,14 +1,17 @@
-"""The micro supernet: sharing invariants and equivalence with the stand-alone child."""
+"""The micro supernet: sharing invariants, equivalence with the stand-alone child, ENAS's search-time
+auxiliary head and dropout."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from naslab.spaces import MicroGenotype, MicroSpace, Task
 from naslab.spaces.micro_genotype import Branch, Cell, Node
 from naslab.spaces.micro_network import MicroNetwork
+from naslab.spaces.micro_supernet import _columns
 
 SPACE = MicroSpace(3, "enas")
 TASK = Task(10, (3, 16, 16))
@@ -88,3 +91,64 @@ def test_spaces_without_a_supernet_say_so() -> None:
 
     with pytest.raises(NotImplementedError, match="no weight-sharing supernet"):
         Plain().build_supernet(TASK)
+
+
+def test_auxiliary_head_sits_where_enas_puts_it_and_exists_only_in_training() -> None:
+    """ENAS micro_child.py: pool_layers = [N, 2N + 1], aux_head_indices = [pool_layers[-1] + 1]."""
+    for n in (1, 2, 3):
+        net = SPACE.build_supernet(TASK, channels=8, cells_per_stage=n)
+        assert net.reduction_layers == (n, 2 * n + 1) and net.aux_position == 2 * n + 2
+        assert net.auxiliary_head is None
+    net = supernet()
+    net.add_auxiliary_head()
+    g = SPACE.sample(np.random.default_rng(0))
+    x = torch.randn(4, *TASK.input_shape)
+    logits, aux = net.train().forward_with_aux(x, g)
+    assert logits.shape == aux.shape == (4, 10)
+    assert net.eval().forward_with_aux(x, g)[1] is None  # ENAS builds the head only `if is_training`
+
+
+def test_auxiliary_head_reads_only_the_nodes_its_cell_concatenates() -> None:
+    net = supernet()
+    net.add_auxiliary_head()
+    g = SPACE.sample(np.random.default_rng(2))
+    cell = g.reduce if net.aux_position in net.reduction_layers else g.normal
+    net.train()
+    torch.manual_seed(0)
+    _, aux = net.forward_with_aux(torch.randn(4, *TASK.input_shape), g)
+    aux.square().mean().backward()
+    grad = net.auxiliary_head.features[0].weight.grad.abs().sum(dim=(0, 2, 3))
+    width = net.aux_width
+    for chunk in range(SPACE.num_nodes):
+        assert bool(grad[chunk * width : (chunk + 1) * width].sum() > 0) == (chunk + 2 in cell.concat)
+    # and it is AuxiliaryHead with those columns: the sliced head equals a plain head given them
+    from naslab.spaces.micro_network import AuxiliaryHead
+
+    head = net.auxiliary_head
+    plain = AuxiliaryHead(len(cell.concat) * width, 10).eval()
+    state = head.state_dict()
+    state["features.0.weight"] = head.features[0].weight[:, _columns([c - 2 for c in cell.concat], width)]
+    plain.load_state_dict(state)
+    h = torch.randn(3, len(cell.concat) * width, 4, 4)
+    assert torch.allclose(head.eval()(h, [c - 2 for c in cell.concat]), plain(h), atol=1e-6)
+
+
+def test_dropout_acts_only_in_the_weight_step_before_the_classifier() -> None:
+    """ENAS: `if is_training and keep_prob < 1: x = tf.nn.dropout(x, keep_prob)` on the pooled features."""
+    net = supernet().train()
+    net.dropout = 0.5
+    g = SPACE.sample(np.random.default_rng(1))
+    x = torch.randn(6, *TASK.input_shape)
+    rng = torch.get_rng_state()
+    plain = net(x, g)
+    assert torch.equal(net(x, g), plain) and torch.equal(torch.get_rng_state(), rng)  # scores never drop
+    torch.manual_seed(3)
+    dropped, _ = net.forward_with_aux(x, g)
+    pooled, chunks, _ = net.features(x, g)
+    torch.manual_seed(3)
+    mask = F.dropout(torch.ones_like(pooled), 0.5, training=True)  # the same draw: zeros and 1 / keep_prob
+    assert torch.allclose(dropped, net.classify(pooled * mask, chunks), atol=1e-6)
+    assert not torch.allclose(dropped, plain)
+    assert torch.equal(net.eval().forward_with_aux(x, g)[0], net(x, g))  # eval mode: no dropout
+    net.train().dropout = 0.0
+    assert torch.equal(net.forward_with_aux(x, g)[0], plain)

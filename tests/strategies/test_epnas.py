@@ -119,7 +119,10 @@ def test_micro_progression_grows_one_tied_cell_block_by_block(tmp_path: Path) ->
     space = MicroSpace(3, op_set=["identity", "conv_3x3", "max_pool_3x3"], tied=True)
     strategy = EPNASStrategy(space, seed=0, k=5, iterations=1, surrogate=FAST)
     levels = drive(strategy, PlantedEvaluator(space, seed=1))
-    assert [len(batch) for batch in levels] == [5, 5, 5]
+    # level 1 is every 1-block cell (2 inputs x 3 ops per branch, up to the branch swap: 3 * 7 = 21),
+    # measured before the surrogate ranks anything (EPNAS Fig. 3, step 1); then K per level
+    assert [len(batch) for batch in levels] == [21, 5, 5]
+    assert {space.key(g) for g in levels[0]} == {space.key(g) for g in space.expand(None)}
     assert [{space.level(g) for g in batch} for batch in levels] == [{1}, {2}, {3}]
     for parents, children in zip(levels, levels[1:]):
         parent_keys = {space.key(p) for p in parents}
@@ -130,7 +133,15 @@ def test_micro_progression_grows_one_tied_cell_block_by_block(tmp_path: Path) ->
         EPNASStrategy(space, seed=0, k=5, iterations=1, surrogate=FAST),
         PlantedEvaluator(space, seed=1),
         tmp_path,
-        num_architectures=15,
+        num_architectures=31,
         batch_size=5,
     )
     assert space.is_complete(outcome.best_genotype) and outcome.best_genotype.normal == outcome.best_genotype.reduce
+
+
+def test_first_level_sample_picks_k_of_the_simplest_architectures_like_any_level() -> None:
+    space = MicroSpace(3, op_set=["identity", "conv_3x3", "max_pool_3x3"], tied=True)
+    strategy = EPNASStrategy(space, seed=0, k=5, iterations=1, first_level="sample", surrogate=FAST)
+    assert [len(batch) for batch in drive(strategy, PlantedEvaluator(space, seed=1))] == [5, 5, 5]
+    with pytest.raises(ValueError, match="first_level"):
+        EPNASStrategy(space, first_level="some")

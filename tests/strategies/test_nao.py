@@ -76,7 +76,7 @@ def test_eta_schedule_and_random_fill_when_ascent_finds_too_few() -> None:
 
 
 def test_diagnostics_of_each_generation() -> None:
-    strategy = nao(initial_pool=30, top_k=4, iterations=2)
+    strategy = nao(initial_pool=30, top_k=4, iterations=2, holdout_fraction=0.2)
     evaluator = PlantedEvaluator(SPACE, seed=0)
     play(strategy, evaluator, batch=30, limit=30)
     metrics = strategy.pop_metrics()
@@ -89,6 +89,23 @@ def test_diagnostics_of_each_generation() -> None:
     strategy.tell(new, [evaluator.score(g) for g in new])
     measured = strategy.pop_metrics()
     assert "nao/new_measured" in measured and "nao/new_predicted_mean" in measured
+
+
+def test_the_model_trains_on_every_scored_architecture_by_default(monkeypatch) -> None:
+    """Alg. 1 trains on everything evaluated; the held-out split is an opt-in diagnostic."""
+    import naslab.strategies.nao as nao_module
+
+    fitted: list[int] = []
+    real_fit = nao_module.fit
+    monkeypatch.setattr(
+        nao_module, "fit", lambda model, tokens, *a, **k: fitted.append(len(tokens)) or real_fit(model, tokens, *a, **k)
+    )
+    strategy = nao(initial_pool=30, top_k=4, iterations=2, symmetric_twins=0)
+    play(strategy, PlantedEvaluator(SPACE, seed=0), batch=30, limit=30)
+    assert fitted == [30]  # all 30 scored cells, no twins
+    assert "nao/pairwise_accuracy" not in strategy.pop_metrics()  # nothing held out, nothing to report
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        nao(budget=10, holdout_fraction=1.0)
 
 
 def test_state_dict_resumes_mid_generation_identically() -> None:
@@ -155,6 +172,43 @@ def test_population_mode_rescores_the_pool_and_keeps_its_size() -> None:
     assert 0 < 12 - len(survivors) <= 6
 
 
+def test_population_adds_random_cells_each_generation_and_keeps_its_size() -> None:
+    """renqianluo/NAO NAO-WS: the best of the pool + the new cells from ascent + 50 random ones."""
+    strategy = nao(
+        initial_pool=12, top_k=4, new_per_generation=4, random_per_generation=3, rescore_pool=True, iterations=None
+    )
+    evaluator = PlantedEvaluator(SPACE, seed=0)
+    first = strategy.ask(12)
+    strategy.tell(first, [evaluator.score(g) for g in first])
+    second = strategy.ask(100)
+    sources = [strategy.proposal_info(g).get("nao", {}).get("source") for g in second]
+    assert len(second) == 12 and sources.count("random") == 3
+    old = {SPACE.key(g) for g in first}
+    assert all(SPACE.key(g) not in old for g, src in zip(second, sources) if src == "random")
+    kept = [g for g, src in zip(second, sources) if src is None]
+    best = sorted(first, key=evaluator.score, reverse=True)
+    assert {SPACE.key(g) for g in kept} == {SPACE.key(g) for g in best[: len(kept)]}
+
+
+def test_population_ends_on_scored_cells_and_trains_no_model_after_its_last_phase(monkeypatch) -> None:
+    """Bug: after the last strategy phase NAO-WS trained its model and offered a new, never-scored
+    generation as final candidates. The next generation is made only when the search asks again."""
+    import naslab.strategies.nao as nao_module
+
+    fits: list[int] = []
+    real_fit = nao_module.fit
+    monkeypatch.setattr(nao_module, "fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    strategy = nao(initial_pool=12, top_k=4, new_per_generation=6, rescore_pool=True, iterations=None)
+    evaluator = PlantedEvaluator(SPACE, seed=0)
+    population = strategy.ask(12)
+    scores = {SPACE.key(g): evaluator.score(g) for g in population}
+    strategy.tell(population, [scores[SPACE.key(g)] for g in population])  # the search's last phase
+    assert fits == []  # nothing is trained until more architectures are asked for
+    final = strategy.candidates(5)
+    assert [SPACE.key(g) for g in final] == sorted(scores, key=scores.get, reverse=True)[:5]
+    assert len(strategy.ask(100)) == 12 and fits == [1]  # a further phase: now the model trains
+
+
 def test_default_run_searches_with_nao_through_the_pipeline(compose_cfg, tmp_path: Path) -> None:
     from naslab.pipeline import run
 
@@ -206,6 +260,27 @@ def test_nao_with_the_shared_evaluator_is_nao_ws_and_rescores_its_pool(compose_c
     assert len(derived) == 4  # the whole population of N = 4 cells (budget 6: 4 + 1 + 1)
 
 
+def test_nao_ws_derives_from_its_last_scored_population_and_trains_nothing_after(
+    compose_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    """Through the pipeline: 3 shared-weight epochs, a strategy phase after each; the model trains between
+    phases (2 fits), never after the last, and the derivation only ranks cells scored in the last phase."""
+    import naslab.strategies.nao as nao_module
+    from naslab.pipeline import run
+
+    fits: list[int] = []
+    real_fit = nao_module.fit
+    monkeypatch.setattr(nao_module, "fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    overrides = ("strategy=nao", "evaluator=shared", "debug=fast", "mode=search", "evaluator.epochs=3")
+    sizes = ("search.num_architectures=6", "strategy.iterations=null", "evaluator.strategy_steps=1")
+    run(compose_cfg(*overrides, *sizes, "evaluator.strategy_batch=4", "evaluator.derive_samples=4"))
+    records = [json.loads(line) for line in (tmp_path / "run" / "archive.jsonl").read_text().splitlines()]
+    last_phase = {r["key"].split(":", 1)[1] for r in records if r["key"].startswith("epoch2:")}
+    derived = {r["key"].split(":", 1)[1] for r in records if r["key"].startswith("derive:")}
+    assert len(fits) == 2 and len(last_phase) == 4
+    assert derived and derived <= last_phase
+
+
 def test_presets_carry_the_paper_settings(compose_cfg) -> None:
     from hydra.utils import instantiate
 
@@ -215,14 +290,24 @@ def test_presets_carry_the_paper_settings(compose_cfg) -> None:
     assert (strategy.num_initial, strategy.top_k, strategy.iterations) == (600, 200, 3)  # 1000 evaluated
     assert len(space.ops) == 11 and space.num_nodes == 5 and micro.dataset.name == "cifar10"
     assert (micro.evaluator.epochs, micro.evaluator.channels, micro.evaluator.cells_per_stage) == (25, 32, 3)
-    assert strategy.etas[0] == 10 and strategy.model.hparams.trade_off == 0.9 and strategy.model.hparams.hidden == 96
+    # renqianluo/NAO NAO/cnn/epd/train.sh --trade_off=0.8 (the paper says 0.9)
+    assert strategy.etas[0] == 10 and strategy.model.hparams.trade_off == 0.8 and strategy.model.hparams.hidden == 96
 
+    # NAO-WS as renqianluo/NAO NAO-WS/cnn/train_search.sh + train_search.py ran it (the paper's NAO-WS numbers)
     ws = compose_cfg("experiment=nao_ws")
     population = instantiate(ws.strategy, space=instantiate(ws.space))
-    assert (population.num_initial, population.top_k, population.num_new) == (600, 100, 300)
-    assert population.rescore_pool and population.iterations is None and population.etas[:3] == [1, 2, 3]
-    assert population.model.hparams.hidden == 64 and population.model.hparams.trade_off == 0.8
-    assert (ws.evaluator.epochs, ws.evaluator.strategy_every, ws.evaluator.strategy_batch) == (150, 50, 600)
+    assert (population.num_initial, population.top_k, population.num_new, population.random_per_generation) == (
+        1000,
+        100,
+        500,
+        50,
+    )
+    assert population.rescore_pool and population.iterations is None and population.etas == list(range(1, 102))
+    hp = population.model.hparams
+    assert (hp.embedding, hp.hidden, hp.predictor_layers, hp.predictor_hidden) == (48, 96, 4, 100)
+    assert (hp.trade_off, hp.weight_decay, hp.lr, population.holdout_fraction) == (0.8, 1e-4, 0.001, 0.0)
+    assert (ws.evaluator.epochs, ws.evaluator.strategy_every, ws.evaluator.strategy_batch) == (150, 30, 1000)
+    assert (ws.evaluator.valid_batch_size, ws.evaluator.batch_size, ws.evaluator.channels) == (500, 160, 20)
 
 
 def test_failed_trials_stay_out_of_training_and_held_out_cells_are_never_trained_on(monkeypatch) -> None:

@@ -68,7 +68,8 @@ def test_tell_moves_probability_towards_rewarded_architectures() -> None:
 
 
 def test_planted_reward_reinforce_beats_random_over_5_seeds() -> None:
-    """ENAS's own controller settings, 400 evaluations each: REINFORCE finds better cells.
+    """The generic controller with its former settings (temperature 5, tanh constant 1.1, lr 0.0035, the
+    constructor's defaults), 400 evaluations each: REINFORCE finds better cells.
 
     Measured: reward gaps 0.11, 0.09, 0.12, 0.11, 0.10 (random's mean reward is about 0.30).
     """
@@ -101,7 +102,7 @@ def test_reinforce_runs_with_the_standalone_evaluator(compose_cfg) -> None:
     assert results["strategy"] == "reinforce" and results["search"]["num_evaluated"] == 4
 
 
-# --- MLPNAS's accuracy predictor and lr decay (file 004, Sec. 4.2 and 5.1) ------------------------------
+# --- MLPNAS's accuracy predictor and lr decay (the NAS overview, Sec. 4.2 and 5.1) -----------------------
 
 
 def all_zeros_score(g) -> float:
@@ -293,3 +294,72 @@ def test_an_old_format_state_dict_still_loads() -> None:
     assert all(0 < p < 1 for p in upgraded.predict(a))
     assert "predictor_mse" in upgraded.pop_metrics()
     assert "predictor.weight" in upgraded.state_dict()["controller"] and "scheduler" in upgraded.state_dict()
+
+
+# --- the ENAS controllers' settings next to the generic controller (test_enas_controller.py has the rest) ----
+
+
+def test_constructor_defaults_are_the_former_generic_controller() -> None:
+    strategy = ReinforceStrategy(SPACE)
+    assert isinstance(strategy.controller, Controller) and strategy.controller_kind == "generic"
+    assert type(strategy.optimizer) is torch.optim.Adam
+    assert strategy.optimizer.defaults["betas"] == (0.9, 0.999) and strategy.optimizer.defaults["eps"] == 1e-8
+    assert strategy.baseline is None and strategy.num_aggregate is None
+
+
+def test_strategy_reinforce_config_picks_the_controller_by_space(compose_cfg) -> None:
+    from hydra.utils import instantiate
+
+    for space, kind in (("micro_small", "micro"), ("macro", "macro"), ("rnn_small", "rnn"), ("mlp", "generic")):
+        cfg = compose_cfg("strategy=reinforce", f"space={space}")
+        strategy = instantiate(cfg.strategy, space=instantiate(cfg.space))
+        assert strategy.controller_kind == kind, space
+        # the ENAS code's optimizer and baseline on every space (src/utils.py get_train_ops, build_trainer)
+        assert strategy.optimizer.defaults["betas"] == (0.0, 0.999) and strategy.optimizer.defaults["eps"] == 1e-3
+        assert strategy.baseline == 0.0 and strategy.num_aggregate == 1
+    generic = compose_cfg("strategy=reinforce", "space=micro_small", "strategy.controller=generic")
+    assert isinstance(instantiate(generic.strategy, space=instantiate(generic.space)).controller, Controller)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_mlpnas_preset_is_the_controller_it_was(compose_cfg) -> None:
+    """experiment=mlpnas pins what strategy=reinforce's defaults no longer give it: the same strategy as the
+    one built with MLPNAS's explicit settings before the ENAS controllers, step for step."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg("experiment=mlpnas")
+    space = instantiate(cfg.space)
+    preset = instantiate(cfg.strategy, space=space)
+    before = ReinforceStrategy(space, seed=0, hidden=128, lr=0.01, lr_decay=0.1, predictor=True)
+    assert preset.controller_kind == "generic" and type(preset.optimizer) is torch.optim.Adam
+    assert preset.optimizer.defaults == before.optimizer.defaults and preset.baseline is None
+    for k in range(3):
+        genotypes = preset.ask(10)
+        assert genotypes == before.ask(10)
+        scores = [0.05 * i + 0.1 * k for i in range(10)]
+        preset.tell(genotypes, scores)
+        before.tell(genotypes, scores)
+        assert preset.pop_metrics() == before.pop_metrics()
+    assert all(torch.equal(a, b) for a, b in zip(preset.controller.parameters(), before.controller.parameters()))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_generic_controller_with_aggregation_baseline_from_zero_and_predictor() -> None:
+    """num_aggregate=4 on the generic controller: no step for 3 samples, one on the 4th; the predictor's
+    MSE is reported per tell; the baseline starts at 0 and moves per sample."""
+    strategy = ReinforceStrategy(SPACE, seed=0, predictor=True, baseline_init=0.0, num_aggregate=4, entropy_weight=0)
+    initial = [p.detach().clone() for p in strategy.controller.parameters()]
+    genotypes = strategy.ask(3)
+    scores = [0.2, 0.4, 0.6]
+    predicted = strategy.predict(genotypes)
+    strategy.tell(genotypes, scores)
+    assert all(torch.equal(a, b) for a, b in zip(initial, strategy.controller.parameters()))
+    assert strategy.pop_metrics()["predictor_mse"] == pytest.approx(
+        float(np.mean((np.array(predicted) - np.array(scores)) ** 2)), rel=1e-5
+    )
+    baseline = 0.0
+    for score in scores:
+        baseline += 0.01 * (score - baseline)
+    assert strategy.baseline == pytest.approx(baseline, abs=1e-7)
+    strategy.tell(strategy.ask(1), [1.0])
+    assert not any(torch.equal(a, b) for a, b in zip(initial, strategy.controller.parameters()))

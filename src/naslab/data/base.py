@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +255,39 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
 
         DARTS' architecture steps draw their batches from the held-out half exactly as the weight
         steps draw from the other half (the authors' code augments both); scoring architectures
-        uses the unshuffled, unaugmented `val_dataloader`.
+        uses unaugmented search-valid images (`val_dataloader`, `random_valid_batches`).
         """
         self._require_setup()
         if self.valid_set is None or not isinstance(self.train_set, Subset):
             raise RuntimeError("the shuffled search-valid loader exists only in the search phase")
         augmented = Subset(self.train_set.dataset, self.valid_indices)  # same images, train transform
         return self._loader(augmented, self.batch_size, shuffle=True, stream=1)
+
+    def random_valid_batches(
+        self, num_batches: int, batch_size: int | None = None, generator: torch.Generator | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`num_batches` batches of search-valid images drawn at random, as a weight-sharing score reads them.
+
+        ENAS scores every sampled architecture on its own shuffled validation batch (melodyguan/enas
+        micro_child.py `build_valid_rl`: `tf.train.shuffle_batch` of `batch_size`). The images are random
+        indices of search-valid without replacement (distinct within one call while `num_batches *
+        batch_size` fits in the split; beyond that a fresh permutation continues), served with the eval
+        transform (no augmentation) and collated like the loaders' batches. `batch_size` None = the
+        training batch size (ENAS: `batch_size`); a batch larger than the split is the whole split.
+        `generator` alone decides the draw: the global RNG is left alone, so scoring cannot change training.
+        """
+        if num_batches < 1:
+            raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+        self._require_setup()
+        if self.valid_set is None:
+            raise RuntimeError("search-valid batches exist only in the search phase")
+        n = len(self.valid_set)  # type: ignore[arg-type]
+        size = min(batch_size or self.batch_size, n)
+        need = num_batches * size
+        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))]).tolist()
+        return [
+            default_collate([self.valid_set[i] for i in order[b * size : (b + 1) * size]]) for b in range(num_batches)
+        ]
 
     def _require_setup(self) -> None:
         if self.train_set is None:

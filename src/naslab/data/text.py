@@ -87,10 +87,14 @@ def window_lengths(
     rng: np.random.Generator | None,
     min_seq_len: int = 5,
     max_seq_len_delta: int = 20,
+    seq_len_std: float = 5.0,
 ) -> list[int]:
     """Lengths of consecutive windows covering positions 0..num_steps-2 (each needs a next token).
 
-    With `rng` None every window is `bptt` long (evaluation); otherwise AWD-LSTM's random lengths.
+    With `rng` None every window is `bptt` long (evaluation); otherwise AWD-LSTM's random lengths:
+    base `bptt` (probability 0.95) or `bptt / 2`, drawn from N(base, seq_len_std). `seq_len_std=0`
+    takes the base itself, as DARTS' search does (quark0/darts rnn/train_search.py: 35, or 17, with
+    the normal draw commented out).
     """
     if bptt < 1:
         raise ValueError(f"bptt must be >= 1, got {bptt}")
@@ -99,7 +103,7 @@ def window_lengths(
         length = bptt
         if rng is not None:
             base = bptt if rng.random() < 0.95 else bptt / 2
-            length = max(min_seq_len, int(rng.normal(base, 5)))
+            length = max(min_seq_len, int(rng.normal(base, seq_len_std) if seq_len_std > 0 else base))
             length = min(length, bptt + max_seq_len_delta)
         length = min(length, end - start)
         lengths.append(length)
@@ -110,16 +114,26 @@ def window_lengths(
 class BPTTSampler(Sampler[tuple[int, int]]):
     """(start, length) of each window of an epoch; random lengths are a function of (seed, epoch)."""
 
-    def __init__(self, num_steps: int, bptt: int, seed: int | None, min_seq_len: int = 5, max_seq_len_delta: int = 20):
+    def __init__(
+        self,
+        num_steps: int,
+        bptt: int,
+        seed: int | None,
+        min_seq_len: int = 5,
+        max_seq_len_delta: int = 20,
+        seq_len_std: float = 5.0,
+    ):
         self.num_steps, self.bptt, self.seed, self.epoch = num_steps, bptt, seed, 0
-        self.min_seq_len, self.max_seq_len_delta = min_seq_len, max_seq_len_delta
+        self.min_seq_len, self.max_seq_len_delta, self.seq_len_std = min_seq_len, max_seq_len_delta, seq_len_std
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def windows(self) -> list[tuple[int, int]]:
         rng = None if self.seed is None else np.random.default_rng([self.seed % 2**63, self.epoch])
-        lengths = window_lengths(self.num_steps, self.bptt, rng, self.min_seq_len, self.max_seq_len_delta)
+        lengths = window_lengths(
+            self.num_steps, self.bptt, rng, self.min_seq_len, self.max_seq_len_delta, self.seq_len_std
+        )
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
         return list(zip(starts, lengths))
 
@@ -161,6 +175,7 @@ class TextDataModule(L.LightningDataModule):
         test_batch_size: columns of the test stream (1 in the reference code).
         bptt: window length (35).
         min_seq_len, max_seq_len_delta: bounds of the random training window lengths (5, 20).
+        seq_len_std: spread of the random lengths around bptt (AWD-LSTM: 5; 0: bptt or bptt / 2 exactly).
         phase: "search" or "final".
         seed: seeds the window lengths (with the epoch); None = fixed `bptt` windows everywhere.
         max_train_tokens: cap on the training stream (its first N tokens), for debug runs.
@@ -182,6 +197,7 @@ class TextDataModule(L.LightningDataModule):
         bptt: int = 35,
         min_seq_len: int = 5,
         max_seq_len_delta: int = 20,
+        seq_len_std: float = 5.0,
         phase: str = "search",
         seed: int | None = 0,
         max_train_tokens: int | None = None,
@@ -197,6 +213,9 @@ class TextDataModule(L.LightningDataModule):
         self.data_dir, self.phase = Path(data_dir), phase
         self.batch_sizes = {"train": batch_size, "valid": eval_batch_size, "test": test_batch_size}
         self.bptt, self.min_seq_len, self.max_seq_len_delta = bptt, min_seq_len, max_seq_len_delta
+        if seq_len_std < 0:
+            raise ValueError(f"seq_len_std must be >= 0, got {seq_len_std}")
+        self.seq_len_std = seq_len_std
         self.seed, self.max_train_tokens, self.num_workers = seed, max_train_tokens, num_workers
         self.vocabulary: Vocabulary | None = None
         self.streams: dict[str, torch.Tensor] = {}
@@ -243,7 +262,7 @@ class TextDataModule(L.LightningDataModule):
         if self.vocabulary is None:
             self.setup()
         data = batchify(self.streams[split], columns or self.batch_sizes[split])
-        sampler = BPTTSampler(data.size(0), self.bptt, seed, self.min_seq_len, self.max_seq_len_delta)
+        sampler = BPTTSampler(data.size(0), self.bptt, seed, self.min_seq_len, self.max_seq_len_delta, self.seq_len_std)
         return DataLoader(StreamWindows(data), sampler=sampler, batch_size=None, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
@@ -256,6 +275,29 @@ class TextDataModule(L.LightningDataModule):
         if self.phase != "final":
             raise RuntimeError("test set is only for final training (phase='final')")
         return self._loader("test", None)
+
+    def random_valid_batches(
+        self, num_batches: int, batch_size: int | None = None, generator: torch.Generator | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`num_batches` consecutive `bptt` windows of the valid stream from a random starting window.
+
+        A weight-sharing score of a language model reads windows in order with the hidden state carried
+        from a zero start (`train.objectives.evaluate_perplexity`), so the random part is where the run of
+        windows starts: a window index drawn uniformly among those that leave `num_batches` windows
+        (all of them from the first when the stream has fewer). `batch_size` = columns of the stream
+        (None = the valid loader's `eval_batch_size`, what the scores read before). `generator` alone
+        decides the start; the global RNG is left alone.
+        """
+        if num_batches < 1:
+            raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+        if self.vocabulary is None:
+            self.setup()
+        data = batchify(self.streams["valid"], batch_size or self.batch_sizes["valid"])
+        windows = BPTTSampler(data.size(0), self.bptt, None).windows()
+        count = min(num_batches, len(windows))
+        start = int(torch.randint(len(windows) - count + 1, (1,), generator=generator))
+        dataset = StreamWindows(data)
+        return [dataset[w] for w in windows[start : start + count]]
 
     def shuffled_valid_dataloader(self) -> DataLoader:
         """DARTS' architecture batches: the valid stream in `batch_size` columns, fixed `bptt` windows.

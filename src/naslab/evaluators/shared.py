@@ -1,16 +1,32 @@
 """Weight sharing (ENAS): one supernet whose paths are the architectures, trained in alternation
 with the strategy.
 
-Each epoch, as in ENAS (Pham et al. 2018): (1) shared-weight training on the search-train split,
-one architecture per step from `strategy.sample_for_training` (the controller's sample; NAO-WS:
-a member of its pool); (2) every `strategy_every` epochs and after the last, the strategy's
-update: it is asked for architectures, each is scored on a search-valid batch with the current
-shared weights, and told the scores. Batches come from one `CombinedLoader` of the train and
-search-valid loaders; the valid batches seen during an epoch feed the strategy phase at its end.
-After the last epoch, M architectures from `strategy.candidates` (ENAS: sampled from the
-controller; NAO-WS: its population) are scored on validation batches; the best is the search's
-result (ENAS's derivation). Any strategy works: `strategy=random evaluator=shared` is Random-WS,
-the baseline of the search-phase study (file 003).
+Each epoch, as in ENAS ("Efficient Neural Architecture Search via Parameter Sharing", Pham, Guan,
+Zoph, Le, Dean, arXiv:1802.03268): (1) shared-weight training on the search-train split, one
+architecture per step from `strategy.sample_for_training` (the controller's sample; NAO-WS: a member
+of its pool); (2) every `strategy_every` epochs and after the last, the strategy's update: it is asked
+for architectures, each is scored with the current shared weights, and told the scores. After the
+last epoch, the architectures of `strategy.candidates` (ENAS: sampled from the controller; NAO-WS: its
+population) are scored; the best is the search's result (ENAS's derivation). Any strategy works:
+`strategy=random evaluator=shared` is Random-WS, the baseline of "Evaluating the Search Phase of
+Neural Architecture Search" (Sciuto, Yu, Jaggi, Musat, Salzmann).
+
+Every scored architecture, in a strategy phase or the derivation, reads its own `valid_batches`
+random batches of search-valid (`random_valid_batches` of the datamodule: random images without
+augmentation; a language model: consecutive windows from a random start), as ENAS draws a shuffled
+validation batch per sampled architecture (melodyguan/enas micro_child.py `build_valid_rl`) and NAO-WS
+evaluates each architecture of its pool on its own batch (renqianluo/NAO NAO-WS/cnn/train_search.sh
+`--child_eval_batch_size=500`). The draw is seeded by (run seed, the archive index of the record being
+scored), so a resumed run, which replays archived records and scores only the missing ones, scores
+each record on exactly the images the uninterrupted run used.
+
+The shared-weight step of an image task is ENAS's search (melodyguan/enas scripts/cifar10_micro_search.sh,
+micro_child.py, utils.py `get_train_ops`): SGD with Nesterov momentum 0.9, cosine with warm restarts
+per epoch (SGDR: T_0 10, T_mul 2, 0.05 -> 0.0005), l2 over every shared weight at every step (torch's
+weight decay 2 * l2_reg, with the weights off the sampled path stepped too, as a gradient of the l2 term
+reaches every variable), dropout before the classifier, an auxiliary head weighted 0.4 (micro space) and
+no gradient clipping (the code's "norm" clipping appends the unclipped gradient). docs/methods/
+weight_sharing.md has the table of settings, their sources and the remaining deviations.
 
 Loss and score come from the task's `Objective` (`train.objectives`): for images, accuracy with
 batch statistics in BatchNorm (the supernet is in training mode, with running statistics frozen),
@@ -18,18 +34,22 @@ because running averages mix every architecture the supernet has trained; for la
 (`space=rnn`), ENAS' reward 80 / validation perplexity over `valid_batches` consecutive windows with
 the hidden state starting from zero (ENAS carries it across controller steps), and shared-weight
 training carries the hidden state from batch to batch in float32 (see `train.language_model`).
+Language models keep their own recipe (conf/dataset/ptb.yaml `search.shared`: SGD lr 20, no momentum,
+clip 0.25, cosine to 0 over the epochs, only the sampled path stepped).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.utilities import CombinedLoader
+import torch.nn.functional as F
 from torch import nn
 
 from naslab.archive import Archive, ArchiveRecord
@@ -38,15 +58,33 @@ from naslab.loggers import quiet_lightning
 from naslab.search import SearchResult, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import Strategy
-from naslab.train.objectives import ImageObjective, Objective, objective_for
+from naslab.train.objectives import ImageObjective, Objective, StepLoss, objective_for
 
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 CHECKPOINT = "shared_search.ckpt"
+SCHEDULERS = ("sgdr", "cosine")
+# The learning-rate schedule a null `scheduler` / `lr_min` stands for, per task kind. Images: ENAS's
+# (melodyguan/enas scripts/cifar10_micro_search.sh --child_lr_cosine --child_lr_min=0.0005). Text: the
+# cosine to 0 over the epochs naslab's language-model search has always run (conf/dataset/ptb.yaml's
+# `search.shared` names no schedule, and that file is the recipe of its own task).
+TASK_SCHEDULES: dict[str, tuple[str, float]] = {"image": ("sgdr", 5e-4), "text": ("cosine", 0.0)}
+
+
+def valid_batch_seed(seed: int, index: int) -> int:
+    """Seed of the search-valid batches that score archive record `index` of a run seeded `seed`."""
+    state = np.random.SeedSequence([seed % 2**64, index]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1  # torch.Generator.manual_seed takes < 2**63 as is
 
 
 class SharedWeightsSearch(L.LightningModule):
-    """Manual optimisation: shared-weight steps, then the strategy phase at the end of each epoch."""
+    """Manual optimisation: shared-weight steps, then the strategy phase at the end of each epoch.
+
+    `score_batches(index)` gives the search-valid batches that score archive record `index`.
+    `step_every_weight`: every trainable weight takes an optimizer step at every step (zero gradient
+    where the sampled path does not reach it, so weight decay and momentum still act), as ENAS's l2 term
+    gives every variable a gradient; False: torch's default, parameters without a gradient are skipped.
+    """
 
     def __init__(
         self,
@@ -55,21 +93,30 @@ class SharedWeightsSearch(L.LightningModule):
         strategy: Strategy[Any],
         archive: Archive,
         train_loader: Any,
-        valid_loader: Any,
+        score_batches: Callable[[int], Sequence[Batch]],
         run_dir: Path,
         seed: int,
         epochs: int,
         lr: float,
         momentum: float,
         weight_decay: float,
-        grad_clip: float,
+        grad_clip: float | None,
         strategy_steps: int,
         strategy_batch: int,
         strategy_every: int = 1,
         log_metrics: Callable[[dict[str, float], int], None] | None = None,
         objective: Objective | None = None,
+        nesterov: bool = False,
+        scheduler: str = "cosine",
+        lr_min: float = 0.0,
+        lr_T_0: int = 10,
+        lr_T_mul: int = 2,
+        auxiliary_weight: float = 0.0,
+        step_every_weight: bool = False,
     ):
         super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown shared-weight scheduler '{scheduler}'; expected one of {SCHEDULERS}")
         self.automatic_optimization = False
         self.objective = objective or ImageObjective()
         self.supernet = supernet
@@ -77,56 +124,101 @@ class SharedWeightsSearch(L.LightningModule):
         if isinstance(controller, nn.Module):
             self.controller = controller  # registered: checkpointed with the shared weights
         self.space, self.strategy, self.archive = space, strategy, archive
-        self.train_loader, self.valid_loader = train_loader, valid_loader
+        self.train_loader, self.score_batches = train_loader, score_batches
         self.run_dir, self.seed, self.epochs = Path(run_dir), seed, epochs
-        self.optim = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        # Nesterov momentum with momentum 0 is plain SGD (torch refuses the combination).
+        self.optim = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "nesterov": bool(nesterov and momentum > 0),
+        }
+        self.schedule = {"name": scheduler, "lr_min": lr_min, "T_0": lr_T_0, "T_mul": lr_T_mul}
         self.grad_clip = grad_clip
+        self.auxiliary_weight, self.step_every_weight = auxiliary_weight, step_every_weight
         self.strategy_steps, self.strategy_batch = strategy_steps, strategy_batch
         self.strategy_every = max(1, strategy_every)
         self.log_fn = log_metrics
-        self.valid_batches: list[Batch] = []
         self.best_so_far = max((r.score for r in archive.records if r.error is None), default=0.0)
 
-    def train_dataloader(self) -> CombinedLoader:
-        return CombinedLoader({"train": self.train_loader, "valid": self.valid_loader}, mode="max_size_cycle")
+    def train_dataloader(self) -> Any:
+        return self.train_loader
 
     def on_train_epoch_start(self) -> None:
         self.objective.reset()  # a language model's hidden state starts from zero each epoch
 
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(self.supernet.parameters(), **self.optim)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.epochs, 1))
+        params = [p for p in self.supernet.parameters() if p.requires_grad]  # ENAS: a frozen aux head is not trained
+        optimizer = torch.optim.SGD(params, **self.optim)
+        s = self.schedule
+        if s["name"] == "sgdr":  # stepped once per epoch: ENAS's rate is a function of the epoch
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                optimizer, T_0=int(s["T_0"]), T_mult=int(s["T_mul"]), eta_min=s["lr_min"]
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(self.epochs, 1), eta_min=s["lr_min"]
+            )
         return [optimizer], [scheduler]
 
-    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
-        self.valid_batches.append(batch["valid"])
+    def weight_step_loss(self, batch: Batch, genotype: Any) -> StepLoss:
+        """The shared-weight step's loss of `genotype` on a search-train batch.
+
+        Images: cross-entropy of the training graph (`forward_with_aux`: dropout before the classifier)
+        + `auxiliary_weight` x the auxiliary head's cross-entropy (ENAS micro_child.py `_build_train`:
+        `train_loss = loss + 0.4 * aux_loss`). Language models: the objective's loss.
+        """
+        forward_with_aux = getattr(self.supernet, "forward_with_aux", None)
+        if self.objective.kind != "image" or forward_with_aux is None:
+            return self.objective.loss(self.supernet, batch, genotype)
+        x, y = batch
+        logits, aux = forward_with_aux(x, genotype)
+        nll = F.cross_entropy(logits, y)
+        loss = nll
+        if aux is not None and self.auxiliary_weight > 0:
+            loss = nll + self.auxiliary_weight * F.cross_entropy(aux, y)
+        return StepLoss(loss, nll, (logits.detach().argmax(1) == y).sum(), len(y))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
         genotype = self.strategy.sample_for_training(1)[0]
-        step = self.objective.loss(self.supernet, batch["train"], genotype)
+        step = self.weight_step_loss(batch, genotype)
         loss = step.loss
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"shared-weight loss is {loss.item()} at epoch {self.current_epoch}, step {batch_idx}"
             )
         optimizer = self.optimizers()
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=not self.step_every_weight)
         self.manual_backward(loss)
-        self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        if self.grad_clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
         self.log("search/shared_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=step.count)
 
     def on_train_start(self) -> None:
+        if self.step_every_weight:  # a (zero) gradient from the first step on: every weight decays at every step
+            for group in self.optimizers().param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
         if self.strategy.finished:  # resumed after the strategy's last phase (e.g. killed while deriving)
             log.info("the strategy had finished its course before this resume: no more shared training")
             self.trainer.should_stop = True
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch
-        batches, self.valid_batches = self.valid_batches, []
         if (epoch + 1) % self.strategy_every == 0 or epoch + 1 == self.epochs:
-            for step in range(self.strategy_steps):
-                valid = [batches[step % len(batches)]]
+            times: Counter[str] = Counter()  # how often each architecture was proposed in this phase
+            for _ in range(self.strategy_steps):
                 genotypes = self.strategy.ask(self.strategy_batch)
-                scores = [self.record(g, valid, f"epoch{epoch}:", {"epoch": epoch}).score for g in genotypes]
+                scores = []
+                for genotype in genotypes:
+                    # ENAS scores every sample on a fresh batch, a repeated one too: the n-th proposal of an
+                    # architecture in a phase is its own record (the same key again on a resumed run).
+                    times[self.space.key(genotype)] += 1
+                    n = times[self.space.key(genotype)]
+                    prefix = f"epoch{epoch}:" if n == 1 else f"epoch{epoch}/{n}:"
+                    scores.append(self.record(genotype, prefix, {"epoch": epoch}).score)
                 self.strategy.tell(genotypes, scores)
                 metrics = self.strategy.pop_metrics()
                 if metrics and self.log_fn is not None:
@@ -143,17 +235,24 @@ class SharedWeightsSearch(L.LightningModule):
         self.lr_schedulers().step()
         self.save_search_checkpoint()
 
-    def record(self, genotype: Any, batches: Sequence[Batch], prefix: str, extra: dict[str, Any]) -> ArchiveRecord:
-        """Scores `genotype` and archives it, or returns the archived record (a resumed epoch)."""
+    def record(self, genotype: Any, prefix: str, extra: dict[str, Any]) -> ArchiveRecord:
+        """Scores `genotype` on its own search-valid batches and archives it, or returns the archived record.
+
+        A new record's batches are `score_batches(index)` of the index it is archived under, so a
+        resumed run (which finds the records archived before the kill and scores the rest in the same
+        order) scores every record on the images the uninterrupted run used.
+        """
         self.space.validate_partial(genotype)  # progressive strategies (EPNAS) score partial paths
         key = prefix + self.space.key(genotype)
         record = self.archive.get(key)
         if record is not None:
             return record
         start = time.perf_counter()
+        index = len(self.archive)
+        batches = [(x.to(self.device), y.to(self.device)) for x, y in self.score_batches(index)]
         score, measured = self.objective.score(self.supernet, genotype, batches)
         record = ArchiveRecord(
-            index=len(self.archive),
+            index=index,
             key=key,
             genotype=self.space.to_dict(genotype),
             readable=self.space.describe(genotype),
@@ -184,7 +283,18 @@ class SharedWeightsSearch(L.LightningModule):
 
 
 class SharedEvaluator(Evaluator[G]):
-    """`evaluator=shared`: owns the search loop, because scores depend on the shared weights."""
+    """`evaluator=shared`: owns the search loop, because scores depend on the shared weights.
+
+    The defaults are ENAS's image search (see the module docstring and conf/evaluator/shared.yaml);
+    `scheduler` / `lr_min` None take the task's schedule (`TASK_SCHEDULES`). `classifier_dropout` and
+    `auxiliary_weight` act on supernets that have them (`search_regularisers`: the micro supernet both,
+    the macro supernet dropout only, as ENAS's macro child has no auxiliary head; a language model
+    neither, its dropouts are `network`'s). `auxiliary_trained=False` leaves the auxiliary head at its
+    initialisation as ENAS does (micro_child.py `_build_train` trains the variables without "aux_head"
+    in their name); NAO-WS trains it (renqianluo/NAO NAO-WS/cnn/model_search.py). `valid_batch_size`
+    None = the datamodule's default (images: the training batch size, ENAS's; text: the valid stream's
+    columns).
+    """
 
     name = "shared"
 
@@ -201,16 +311,31 @@ class SharedEvaluator(Evaluator[G]):
         cells_per_stage: int = 1,
         lr: float = 0.05,
         momentum: float = 0.9,
-        weight_decay: float = 1e-4,
-        grad_clip: float = 5.0,
+        nesterov: bool = True,
+        weight_decay: float = 2e-4,
+        grad_clip: float | None = None,
+        scheduler: str | None = None,
+        lr_min: float | None = None,
+        lr_T_0: int = 10,
+        lr_T_mul: int = 2,
+        auxiliary_weight: float = 0.4,
+        auxiliary_trained: bool = False,
+        classifier_dropout: float = 0.1,
         train_batches: int | float | None = None,
         strategy_steps: int = 10,
         strategy_batch: int = 1,
         strategy_every: int = 1,
         derive_samples: int = 100,
         valid_batches: int = 1,
+        valid_batch_size: int | None = None,
         network: dict[str, Any] | None = None,
     ):
+        if valid_batches < 1:
+            raise ValueError(f"valid_batches must be >= 1, got {valid_batches}")
+        default_scheduler, default_lr_min = TASK_SCHEDULES.get(task.kind, TASK_SCHEDULES["image"])
+        scheduler = scheduler or default_scheduler
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown evaluator.scheduler '{scheduler}'; expected one of {SCHEDULERS}")
         self.space, self.task, self.seed, self.epochs = space, task, seed, epochs
         self.datamodule = datamodule_factory(batch_size=batch_size)
         self.trainer_factory = trainer_factory
@@ -220,16 +345,54 @@ class SharedEvaluator(Evaluator[G]):
         self.supernet = space.build_supernet(
             task, channels=channels, cells_per_stage=cells_per_stage, **(network or {})
         )
+        has_aux = self._regularise(classifier_dropout, auxiliary_weight, auxiliary_trained)
         self.hparams = {
             "lr": lr,
             "momentum": momentum,
+            "nesterov": nesterov,
             "weight_decay": weight_decay,
             "grad_clip": grad_clip,
+            "scheduler": scheduler,
+            "lr_min": default_lr_min if lr_min is None else lr_min,
+            "lr_T_0": lr_T_0,
+            "lr_T_mul": lr_T_mul,
+            "auxiliary_weight": auxiliary_weight if has_aux else 0.0,
+            # ENAS's l2 reaches every weight at every step; a language model keeps torch's sparse steps
+            "step_every_weight": self.objective.kind == "image",
             "strategy_steps": strategy_steps,
             "strategy_batch": strategy_batch,
             "strategy_every": strategy_every,
         }
-        self.derive_samples, self.valid_batches = derive_samples, valid_batches
+        self.derive_samples, self.valid_batches, self.valid_batch_size = derive_samples, valid_batches, valid_batch_size
+
+    def _regularise(self, dropout: float, auxiliary_weight: float, auxiliary_trained: bool) -> bool:
+        """Sets the supernet's search-time dropout and auxiliary head; True if it has the head."""
+        supported = getattr(self.supernet, "search_regularisers", ())
+        missing = [
+            key
+            for key, wanted, name in (
+                ("classifier_dropout", dropout > 0, "dropout"),
+                ("auxiliary_weight", auxiliary_weight > 0, "auxiliary"),
+            )
+            if wanted and name not in supported
+        ]
+        if missing:
+            log.info(
+                "%s takes no %s: unused", type(self.supernet).__name__, " / ".join(f"evaluator.{k}" for k in missing)
+            )
+        if "dropout" in supported:
+            self.supernet.dropout = dropout
+        if auxiliary_weight <= 0 or "auxiliary" not in supported:
+            return False
+        self.supernet.add_auxiliary_head()
+        if not auxiliary_trained:
+            self.supernet.auxiliary_head.requires_grad_(False)
+        return True
+
+    def score_batches(self, index: int) -> list[Batch]:
+        """The search-valid batches that score archive record `index`: random, seeded by (seed, index)."""
+        generator = torch.Generator().manual_seed(valid_batch_seed(self.seed, index))
+        return self.datamodule.random_valid_batches(self.valid_batches, self.valid_batch_size, generator)
 
     def _valid(self, n: int) -> list[Batch]:
         self.datamodule.setup()
@@ -241,7 +404,12 @@ class SharedEvaluator(Evaluator[G]):
         return batches
 
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:
-        """Score (accuracy, or 80 / perplexity) of each architecture on the first `valid_batches` valid batches."""
+        """Score (accuracy, or 80 / perplexity) of each architecture on the first `valid_batches` valid batches.
+
+        Unlike the search, every architecture reads the same fixed batches, on purpose: the ranking
+        study (`naslab.ranking_study`) compares architectures with each other (Kendall tau against a
+        ground truth), and per-architecture random batches would add batch-to-batch noise to every pair.
+        """
         batches = self._valid(self.valid_batches)
         out = []
         for g in genotypes:
@@ -268,7 +436,7 @@ class SharedEvaluator(Evaluator[G]):
             strategy,
             archive,
             self.datamodule.train_dataloader(),
-            self.datamodule.val_dataloader(),
+            self.score_batches,
             run_dir,
             self.seed,
             self.epochs,
@@ -296,10 +464,10 @@ class SharedEvaluator(Evaluator[G]):
             log.info("resuming the shared-weight search from %s", checkpoint)
         with quiet_lightning():
             trainer.fit(module, ckpt_path=ckpt_path)
-        # ENAS's derivation: sample M architectures, score them with the shared weights, keep the best.
-        batches = self._valid(self.valid_batches)
+        # ENAS's derivation: sample M architectures, score each with the shared weights on its own
+        # search-valid batches, keep the best.
         candidates = strategy.candidates(self.derive_samples)
-        derived = [module.record(g, batches, "derive:", {"derive": True}) for g in candidates]
+        derived = [module.record(g, "derive:", {"derive": True}) for g in candidates]
         best = max(derived, key=lambda r: r.score)
         return SearchResult(
             best_genotype=self.space.genotype_from_dict(best.genotype),

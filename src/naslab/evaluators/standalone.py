@@ -60,9 +60,18 @@ class StandaloneEvaluator(Evaluator[G]):
         validate_every: int | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        auxiliary_weight: float = 0.0,
+        drop_path_prob: float = 0.0,
     ):
         """`optimizer` / `scheduler`: Hydra partials for a child's own recipe (NASES: Nesterov SGD, cosine to
-        0.001); None = SGD(lr, momentum, weight_decay) with cosine annealing to 0 over `epochs`."""
+        0.001); None = SGD(lr, momentum, weight_decay) with cosine annealing to 0 over `epochs`.
+        `auxiliary_weight` > 0 gives image children an auxiliary head and `drop_path_prob` drops their
+        paths, as NAO trains its children (renqianluo/NAO NAO/cnn/train_cifar10_search.sh)."""
+        if auxiliary_weight < 0 or not 0 <= drop_path_prob < 1:
+            raise ValueError(
+                f"evaluator.auxiliary_weight must be >= 0 and evaluator.drop_path_prob in [0, 1), "
+                f"got {auxiliary_weight} and {drop_path_prob}"
+            )
         if validate_every is not None and (validate_every < 1 or epochs % validate_every):
             raise ValueError(f"evaluator.validate_every={validate_every} must divide evaluator.epochs={epochs}")
         self.validate_every = validate_every
@@ -74,7 +83,7 @@ class StandaloneEvaluator(Evaluator[G]):
         self.network_kwargs: dict[str, Any] = {
             "channels": channels,
             "cells_per_stage": cells_per_stage,
-            "auxiliary": False,
+            **({"auxiliary": True} if auxiliary_weight > 0 else {}),
             **(network or {}),  # a language model's sizes and dropouts (text datasets)
         }
         self.module_kwargs = {
@@ -86,6 +95,8 @@ class StandaloneEvaluator(Evaluator[G]):
             "lm": lm,  # a language model's AR / TAR and bptt (text datasets)
             "optimizer": optimizer,
             "scheduler": scheduler,
+            "auxiliary_weight": auxiliary_weight,
+            "drop_path_prob": drop_path_prob,
         }
         # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
         self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from naslab.ops.cnn import ENAS_MACRO_OP_NAMES, FactorizedReduce, Pool
@@ -136,7 +137,14 @@ class MacroNetwork(nn.Module):
     so every level shares every weight. A child's `forward(x)` runs its
     own genotype. A supernet step leaves the other ops without gradients, so DDP needs
     find_unused_parameters=True for it. `channels` defaults to ENAS macro search's child_out_filters.
+
+    `dropout` (0 unless set; the supernet's shared-weight step sets it) drops the pooled features before
+    the classifier in `forward_with_aux` in training mode, as ENAS's macro child does (general_child.py
+    `_model`: `tf.nn.dropout(x, keep_prob)` if `is_training`); `forward` never drops, so scores with
+    batch statistics see the whole network. ENAS's macro child has no auxiliary head, nor does this one.
     """
+
+    search_regularisers = ("dropout",)
 
     def __init__(
         self,
@@ -180,6 +188,7 @@ class MacroNetwork(nn.Module):
                 width *= 2
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(width, num_classes)
+        self.dropout = 0.0
 
     @property
     def is_supernet(self) -> bool:
@@ -206,10 +215,16 @@ class MacroNetwork(nn.Module):
     def forward_with_aux(
         self, x: torch.Tensor, genotype: MacroGenotype | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits and no auxiliary logits (the trainer calls this when present)."""
-        return self.forward(x, genotype), None
+        """Logits (dropout before the classifier in training mode) and no auxiliary logits."""
+        if not (self.training and self.dropout > 0):
+            return self.forward(x, genotype), None
+        return self.classifier(F.dropout(self.features(x, genotype), self.dropout, training=True)), None
 
     def forward(self, x: torch.Tensor, genotype: MacroGenotype | None = None) -> torch.Tensor:
+        return self.classifier(self.features(x, genotype))
+
+    def features(self, x: torch.Tensor, genotype: MacroGenotype | None = None) -> torch.Tensor:
+        """The globally pooled output of the last layer (the classifier's input)."""
         genotype = self._resolve(genotype)
         plan = needed_reductions(genotype, self.reduction_layers)
         h = self.stem(x)
@@ -231,4 +246,4 @@ class MacroNetwork(nn.Module):
         for r in self.reduction_layers:  # a partial path (progressive search) stops before some reductions:
             if r > last:  # its output takes the supernet's FactorizedReduce of those stages, so widths fit
                 h = self.reductions[str(r)][str(last)](h)
-        return self.classifier(self.global_pool(h).flatten(1))
+        return self.global_pool(h).flatten(1)

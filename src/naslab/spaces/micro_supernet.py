@@ -6,6 +6,14 @@ only the sampled path. A cell's output width depends on how many nodes it concat
 the weights for every node and use the columns of the nodes actually concatenated, as ENAS does
 with `tf.gather`. `child_state_dict(genotype)` cuts those columns out under the stand-alone
 child's parameter names, so a `MicroNetwork` given them computes exactly what the supernet does.
+
+`forward(x, genotype)` is the plain path: scores use it (in training mode, for BatchNorm's batch
+statistics), so it never drops anything. `forward_with_aux(x, genotype)` is the shared-weight step's
+graph of ENAS's search (melodyguan/enas micro_child.py `_model` with `fixed_arc=None`): in training
+mode, dropout of `dropout` on the pooled features before the classifier (`--child_keep_prob`) and, once
+`add_auxiliary_head` has run, the auxiliary logits of the cell after the second reduction
+(`aux_head_indices = [pool_layers[-1] + 1]`). ENAS's search applies no drop-path (`_apply_drop_path`
+is called only in `_fixed_layer`), and neither does this supernet.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from torch import nn
 
 from naslab.ops.cnn import build_op
 from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Cell, MicroGenotype
-from naslab.spaces.micro_network import build_stems, edge_key, reduction_cells, stem_states
+from naslab.spaces.micro_network import AuxiliaryHead, build_stems, edge_key, reduction_cells, stem_states
 
 
 def _columns(chunks: Sequence[int], width: int) -> torch.Tensor:
@@ -63,6 +71,23 @@ class SlicedFactorizedReduce(nn.Module):
         return self.bn(torch.cat([a, b], dim=1))
 
 
+class SlicedAuxiliaryHead(AuxiliaryHead):
+    """`AuxiliaryHead` over a concatenation of chunks: its first 1x1 conv reads only the chunks present."""
+
+    def __init__(self, num_chunks: int, chunk_width: int, num_classes: int):
+        super().__init__(num_chunks * chunk_width, num_classes)
+        self.chunk_width = chunk_width
+
+    def forward(self, x: torch.Tensor, chunks: Sequence[int]) -> torch.Tensor:  # type: ignore[override]
+        x = F.relu(x)
+        # AuxiliaryHead's pooling (ReLU and pooling act per channel, so they commute with the slicing)
+        x = F.avg_pool2d(x, 5, stride=3) if min(x.shape[-2:]) >= 5 else x
+        x = F.adaptive_avg_pool2d(x, 2)
+        conv = self.features[0]
+        x = F.conv2d(x, conv.weight[:, _columns(chunks, self.chunk_width)])
+        return self.classifier(self.features[1:](x).flatten(1))
+
+
 class SharedCell(nn.Module):
     """All edges of one cell position: per node, one module for every (input, op)."""
 
@@ -100,7 +125,13 @@ class SharedCell(nn.Module):
 
 
 class MicroSupernet(nn.Module):
-    """The CIFAR / ImageNet skeleton of `MicroNetwork` with every op on every edge."""
+    """The CIFAR / ImageNet skeleton of `MicroNetwork` with every op on every edge.
+
+    `dropout` (probability) and `auxiliary` are the search-time regularisers of ENAS's shared training
+    (see the module docstring); `search_regularisers` names those this supernet supports.
+    """
+
+    search_regularisers = ("dropout", "auxiliary")
 
     def __init__(
         self,
@@ -112,11 +143,19 @@ class MicroSupernet(nn.Module):
         cells_per_stage: int = 1,
         stem: str = "cifar",
         stem_multiplier: int = 3,
+        dropout: float = 0.0,
+        auxiliary: bool = False,
     ):
         super().__init__()
         self.num_nodes, self.ops, self.stem_kind = num_nodes, tuple(ops), stem
+        self.num_classes = num_classes
         self.num_cells = 3 * cells_per_stage + 2
         self.reduction_layers = reduction_cells(cells_per_stage)
+        # ENAS: pool_layers = [N, 2N + 1] of num_layers = 3N (+ 2) layers, the same numbering as
+        # reduction_cells; aux_head_indices = [pool_layers[-1] + 1], the first cell of the last stage.
+        self.aux_position = self.reduction_layers[1] + 1
+        self.dropout = dropout
+        self.auxiliary_head: SlicedAuxiliaryHead | None = None
         self.stem, stem1, c_stem = build_stems(stem, in_channels, channels, stem_multiplier)
         if stem1 is not None:
             self.stem1 = stem1
@@ -134,17 +173,50 @@ class MicroSupernet(nn.Module):
         self.classifier_bias = nn.Parameter(torch.zeros(num_classes))
         nn.init.kaiming_uniform_(self.classifier_weight, a=5**0.5)
         self.classifier_width = p[1]
+        self.aux_width = c_cell  # the last stage's node width: the auxiliary cell's chunks
+        if auxiliary:
+            self.add_auxiliary_head()
 
-    def forward(self, x: torch.Tensor, genotype: MicroGenotype) -> torch.Tensor:
+    def add_auxiliary_head(self) -> None:
+        """ENAS's auxiliary classifier on the output of cell `aux_position` (a no-op if present)."""
+        if self.auxiliary_head is None:
+            self.auxiliary_head = SlicedAuxiliaryHead(self.num_nodes, self.aux_width, self.num_classes)
+
+    def features(
+        self, x: torch.Tensor, genotype: MicroGenotype, with_aux: bool = False
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """(pooled last-cell features, the chunks they hold, auxiliary logits or None)."""
         s0, s1 = stem_states(self, x)
         chunks0 = chunks1 = [0]
+        aux = None
         for i, cell in enumerate(self.cells):
             cell_genotype = genotype.reduce if i in self.reduction_layers else genotype.normal
             out, chunks = cell(s0, chunks0, s1, chunks1, cell_genotype)
             s0, chunks0, s1, chunks1 = s1, chunks1, out, chunks
-        pooled = F.adaptive_avg_pool2d(s1, 1).flatten(1)
-        weight = self.classifier_weight[:, _columns(chunks1, self.classifier_width)]
+            if with_aux and i == self.aux_position and self.auxiliary_head is not None:
+                aux = self.auxiliary_head(s1, chunks1)
+        return F.adaptive_avg_pool2d(s1, 1).flatten(1), chunks1, aux
+
+    def classify(self, pooled: torch.Tensor, chunks: Sequence[int]) -> torch.Tensor:
+        """The classifier's columns of the concatenated nodes."""
+        weight = self.classifier_weight[:, _columns(chunks, self.classifier_width)]
         return F.linear(pooled, weight, self.classifier_bias)
+
+    def forward(self, x: torch.Tensor, genotype: MicroGenotype) -> torch.Tensor:
+        pooled, chunks, _ = self.features(x, genotype)
+        return self.classify(pooled, chunks)
+
+    def forward_with_aux(self, x: torch.Tensor, genotype: MicroGenotype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight step's logits (dropout before the classifier) and auxiliary logits, in training mode.
+
+        In eval mode: `forward`'s logits and None, as ENAS builds the aux head only `if is_training`.
+        """
+        if not self.training:
+            return self.forward(x, genotype), None
+        pooled, chunks, aux = self.features(x, genotype, with_aux=True)
+        if self.dropout > 0:
+            pooled = F.dropout(pooled, self.dropout, training=True)
+        return self.classify(pooled, chunks), aux
 
     def child_state_dict(self, genotype: MicroGenotype) -> dict[str, torch.Tensor]:
         """The weights of `genotype`'s path under `MicroNetwork`'s parameter and buffer names."""

@@ -1,4 +1,8 @@
-"""`strategy=darts`: differentiable architecture search (Liu et al. 2019; the NAS overview, file 004).
+"""`strategy=darts`: differentiable architecture search.
+
+"DARTS: Differentiable Architecture Search", Hanxiao Liu, Karen Simonyan, Yiming Yang,
+arXiv:1806.09055; the defaults follow the authors' code, quark0/darts (docs/methods/darts.md lists
+every setting with its source and every remaining deviation).
 
 DARTS owns its search network instead of proposing genotypes to an evaluator: it builds the
 space's mixed-op supernet (`Space.build_mixed_supernet`), optimises weights and architecture
@@ -35,7 +39,7 @@ from naslab.loggers import log_images, log_metrics, quiet_lightning
 from naslab.search import SearchResult, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import G, GradientStrategy
-from naslab.strategies.darts_module import DartsSearchModule
+from naslab.strategies.darts_module import VIRTUAL_STEPS, DartsSearchModule
 from naslab.train.objectives import objective_for
 
 log = logging.getLogger(__name__)
@@ -128,7 +132,7 @@ class DerivationRecorder(L.Callback):
 
 
 class DartsStrategy(GradientStrategy[G]):
-    """Hydra target of `strategy=darts`; defaults are the paper's CIFAR-10 search settings."""
+    """Hydra target of `strategy=darts`; defaults are quark0/darts cnn/train_search.py's CIFAR-10 search."""
 
     name = "darts"
 
@@ -154,6 +158,8 @@ class DartsStrategy(GradientStrategy[G]):
         alpha_init: float = 1e-3,
         xi: float | None = None,
         fd_r: float = 0.01,
+        virtual_step: str = "code",
+        window_std: float | None = None,
         train_batches: int | float | None = None,
         eval_batches: int | None = None,
         select: str = "last",
@@ -166,6 +172,10 @@ class DartsStrategy(GradientStrategy[G]):
             raise ValueError(f"strategy.select must be 'last' (the paper) or 'best', got '{select}'")
         if epochs < 1:
             raise ValueError(f"strategy.epochs must be >= 1, got {epochs}")
+        if virtual_step not in VIRTUAL_STEPS:
+            raise ValueError(
+                f"strategy.virtual_step must be 'code' (the authors' code) or 'paper', got '{virtual_step}'"
+            )
         self.seed, self.order, self.epochs, self.select = seed, order, epochs, select
         self.batch_size, self.valid_fraction = batch_size, valid_fraction
         # Cell-space sizes; `network` adds a language model's (emb_size, hidden_size, dropouts).
@@ -185,14 +195,19 @@ class DartsStrategy(GradientStrategy[G]):
             "alpha_init": alpha_init,
             "xi": xi,
             "fd_r": fd_r,
+            "virtual_step": virtual_step,
         }
         self.train_batches, self.eval_batches = train_batches, eval_batches
+        if window_std is not None and window_std < 0:
+            raise ValueError(f"strategy.window_std must be >= 0 or null, got {window_std}")
+        # Language models: the spread of the training windows' lengths (null: the datamodule's, AWD-LSTM's 5).
+        self.window_std = window_std
 
-    def build_module(self, task: Task) -> DartsSearchModule:
-        """The supernet and its alphas, initialised from the seed."""
+    def build_module(self, task: Task, bptt: int | None = None) -> DartsSearchModule:
+        """The supernet and its alphas, initialised from the seed; `bptt` scales a language model's lr."""
         torch.manual_seed(self.seed)
         supernet = self.space.build_mixed_supernet(task, **self.network)
-        return DartsSearchModule(supernet, objective=objective_for(task), **self.module_args)
+        return DartsSearchModule(supernet, objective=objective_for(task), bptt=bptt, **self.module_args)
 
     def search(
         self,
@@ -206,9 +221,11 @@ class DartsStrategy(GradientStrategy[G]):
         run_dir = Path(run_dir)
         archive = Archive(run_dir / "archive.jsonl", resume=resume)
         start = time.perf_counter() - sum(r.wall_seconds for r in archive.records)  # a resumed search counts all
-        datamodule = datamodule_factory(batch_size=self.batch_size, search_valid_size=self.valid_fraction)
+        windows = {"seq_len_std": self.window_std} if task.kind == "text" and self.window_std is not None else {}
+        datamodule = datamodule_factory(batch_size=self.batch_size, search_valid_size=self.valid_fraction, **windows)
         datamodule.setup()
-        module = self.build_module(task)
+        # Text: lr * window length / bptt per step, bptt the datamodule's (rnn/train_search.py --bptt).
+        module = self.build_module(task, bptt=getattr(datamodule, "bptt", None) if task.kind == "text" else None)
         # Images: two equal halves, one batch of each per step. Text: the valid stream is ~8x shorter
         # than the train stream and is cycled through, as DARTS' rnn/train_search.py does.
         bilevel = CombinedLoader(

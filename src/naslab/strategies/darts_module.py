@@ -1,5 +1,7 @@
-"""DARTS' bilevel optimisation as a LightningModule (Liu et al. 2019; the NAS overview, file 004, Alg. 1).
+"""DARTS' bilevel optimisation as a LightningModule.
 
+"DARTS: Differentiable Architecture Search", Hanxiao Liu, Karen Simonyan, Yiming Yang,
+arXiv:1806.09055 (Alg. 1), as quark0/darts cnn/train_search.py and rnn/train_search.py run it.
 The architecture parameters alpha are registered parameters of this module (one matrix per name of
 the supernet's `alpha_shapes`), so Lightning checkpoints, restores and logs them with the weights.
 Each training step takes one batch of the train half and one of the search-valid half (a
@@ -13,11 +15,21 @@ Each training step takes one batch of the train half and one of the search-valid
 
 The weight learning rate follows a cosine from `w_lr` to `w_lr_min` over the epochs; it is stepped
 at the start of each epoch so that a checkpoint written at an epoch's end resumes with the right
-rate. An alpha or weight update whose loss or gradient is not finite is skipped, logged and
+rate. Language models scale it by window length / `bptt` for both updates of a step and restore it
+afterwards (rnn/train_search.py sets lr * seq_len / bptt before `architect.step` and the weight
+step). An alpha or weight update whose loss or gradient is not finite is skipped, logged and
 counted; `max_nonfinite_steps` of them in a row stop the search with a one-line error.
 
-The second-order virtual step is the paper's w' = w - xi * grad_w L_train (Eqn. 6); the authors'
-code also folds the momentum buffer and weight decay into it, which this module does not.
+The second-order virtual step (`virtual_step`):
+
+* `code` (default): the authors' code. Images (cnn/architect.py `_compute_unrolled_model`):
+  w' = w - xi * (momentum * buf + grad_w L_train + weight_decay * w), buf the SGD momentum buffer
+  (zero before the first weight step). Text (rnn/architect.py): w' = w - xi * (c * grad_w L_train
+  + weight_decay * w), c the clip factor of grad_w L_train; the implicit term is scaled by xi * c
+  and grad_w' L_val is clipped before the Hessian-vector product. xi=None: the window-scaled lr.
+* `paper`: Eqns. 6-8, w' = w - xi * grad_w L_train (no momentum, weight decay or clipping);
+  xi=None: the scheduled weight learning rate.
+
 Everything runs in float32: the finite-difference product and the unscaled alpha gradients are
 not meant for mixed precision, so the search Trainer is built with precision="32-true".
 """
@@ -40,6 +52,7 @@ from naslab.train.objectives import ImageObjective, Objective, StepLoss
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 EPOCH_STATS = ("train_loss", "train_correct", "samples", "valid_loss", "steps", "skipped_steps")
+VIRTUAL_STEPS = ("code", "paper")
 
 
 class DartsSearchModule(L.LightningModule):
@@ -61,12 +74,18 @@ class DartsSearchModule(L.LightningModule):
         alpha_init: float = 1e-3,
         xi: float | None = None,
         fd_r: float = 0.01,
+        virtual_step: str = "code",
+        bptt: int | None = None,
         max_nonfinite_steps: int = 10,
         objective: Objective | None = None,
     ):
         super().__init__()
         if order not in (1, 2):
             raise ValueError(f"strategy.order must be 1 (first order) or 2 (unrolled second order), got {order}")
+        if virtual_step not in VIRTUAL_STEPS:
+            raise ValueError(f"strategy.virtual_step must be 'code' or 'paper', got '{virtual_step}'")
+        if bptt is not None and bptt < 1:
+            raise ValueError(f"bptt must be >= 1, got {bptt}")
         self.automatic_optimization = False
         self.supernet = supernet
         shapes: Mapping[str, tuple[int, int]] = supernet.alpha_shapes  # type: ignore[assignment]
@@ -76,9 +95,10 @@ class DartsSearchModule(L.LightningModule):
         self.w_optim = {"lr": w_lr, "momentum": momentum, "weight_decay": weight_decay}
         self.w_lr_min, self.grad_clip = w_lr_min, grad_clip
         self.alpha_optim = {"lr": alpha_lr, "betas": tuple(alpha_betas), "weight_decay": alpha_weight_decay}
-        self.xi, self.fd_r = xi, fd_r
+        self.xi, self.fd_r, self.virtual_step = xi, fd_r, virtual_step
         self.max_nonfinite_steps = max_nonfinite_steps
         self.objective = objective or ImageObjective()  # a language model's carries hidden state per stream
+        self.bptt = bptt  # text: the learning rate is scaled by window length / bptt (None: not scaled)
         self.nonfinite_in_a_row = 0
         self.epoch_stats = dict.fromkeys(EPOCH_STATS, 0.0)  # sums over the current epoch's steps
 
@@ -128,11 +148,47 @@ class DartsSearchModule(L.LightningModule):
         self.objective.reset()  # hidden states start from zero each epoch
 
     def current_lr(self) -> float:
+        """The weights' learning rate now (inside a language-model step: the window-scaled one)."""
         w_optimizer = self.optimizers()[0]  # type: ignore[index]
         return float(w_optimizer.param_groups[0]["lr"])
 
-    def _alpha_step(self, train: Batch, valid: Batch) -> float:
-        """One architecture update; returns the validation loss it descended (at w' for order 2)."""
+    def _set_lr(self, lr: float) -> None:
+        w_optimizer = self.optimizers()[0]  # type: ignore[index]
+        for group in w_optimizer.param_groups:
+            group["lr"] = lr
+
+    def window_scale(self, train: Batch) -> float:
+        """seq_len / bptt for a language model's window (rnn/train_search.py), else 1."""
+        if self.objective.kind != "text" or self.bptt is None:
+            return 1.0
+        return train[0].size(0) / self.bptt
+
+    def _momentum_term(self, weights: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """momentum * SGD momentum buffer per weight (None before the first weight step), as
+        cnn/architect.py `_compute_unrolled_model` reads `network_optimizer.state`."""
+        w_optimizer = self.optimizers()[0]  # type: ignore[index]
+        sgd = getattr(w_optimizer, "optimizer", w_optimizer)
+        momentum = float(sgd.param_groups[0]["momentum"])
+        buffers = [sgd.state.get(w, {}).get("momentum_buffer") for w in weights]
+        return [None if b is None or momentum == 0 else momentum * b for b in buffers]
+
+    def virtual_step_args(self, weights: list[torch.Tensor], scheduled_lr: float) -> dict[str, Any]:
+        """xi, clip, weight_decay and momentum_term of the second-order virtual step."""
+        if self.virtual_step == "paper":  # Eqns. 6-7: w' = w - xi * grad_w L_train
+            xi = scheduled_lr if self.xi is None else self.xi
+            return {"xi": xi, "clip": None, "weight_decay": 0.0, "momentum_term": None}
+        xi = self.current_lr() if self.xi is None else self.xi  # the authors' eta: the lr in use
+        weight_decay = float(self.w_optim["weight_decay"])
+        if self.objective.kind == "text":  # rnn/architect.py: clipped gradient + weight decay
+            return {"xi": xi, "clip": self.grad_clip, "weight_decay": weight_decay, "momentum_term": None}
+        # cnn/architect.py: momentum buffer + gradient + weight decay, no clipping
+        return {"xi": xi, "clip": None, "weight_decay": weight_decay, "momentum_term": self._momentum_term(weights)}
+
+    def _alpha_step(self, train: Batch, valid: Batch, scheduled_lr: float | None = None) -> float:
+        """One architecture update; returns the validation loss it descended (at w' for order 2).
+
+        `scheduled_lr`: the weights' learning rate before any window scaling (xi of `paper` mode).
+        """
         alpha_optimizer = self.optimizers()[1]  # type: ignore[index]
         alphas = list(self.alphas.values())
         seen: list[float] = []
@@ -148,11 +204,10 @@ class DartsSearchModule(L.LightningModule):
         if self.order == 1:
             grads = first_order_alpha_gradients(alphas, valid_loss)
         else:
-            xi = self.current_lr() if self.xi is None else self.xi  # DARTS: xi = the weights' learning rate
             weights = [p for p in self.supernet.parameters() if p.requires_grad]
-            # DARTS' recurrent architect clips both gradients of the unrolled step (its CNN one does not).
-            clip = self.grad_clip if self.objective.kind == "text" else None
-            grads = second_order_alpha_gradients(weights, alphas, train_loss, valid_loss, xi, self.fd_r, clip)
+            lr = self.current_lr() if scheduled_lr is None else scheduled_lr
+            step = self.virtual_step_args(weights, lr)
+            grads = second_order_alpha_gradients(weights, alphas, train_loss, valid_loss, r=self.fd_r, **step)
         loss = seen[-1]
         if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
             self._skip("architecture", loss)
@@ -192,8 +247,14 @@ class DartsSearchModule(L.LightningModule):
             )
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
-        valid_loss = self._alpha_step(batch["train"], batch["valid"])
-        train_loss, correct, n = self._weight_step(batch["train"])
+        # rnn/train_search.py: lr * seq_len / bptt for architect.step and the weight step, then restored.
+        scheduled_lr = self.current_lr()
+        self._set_lr(scheduled_lr * self.window_scale(batch["train"]))
+        try:
+            valid_loss = self._alpha_step(batch["train"], batch["valid"], scheduled_lr)
+            train_loss, correct, n = self._weight_step(batch["train"])
+        finally:
+            self._set_lr(scheduled_lr)
         if math.isfinite(valid_loss) and math.isfinite(train_loss):
             self.nonfinite_in_a_row = 0
         stats = self.epoch_stats

@@ -5,6 +5,10 @@ An architecture grows one level at a time (`space.expand`; macro: one more layer
 
 1. the K architectures of the previous level are expanded into every one-level-larger child
    (level 1: every simplest architecture);
+   at level 1 every child is measured before the surrogate ranks anything (`first_level="all"`:
+   the paper's Fig. 3, step 1, "We list all the possible configurations for the simplest
+   complexity level ... Each of these models are trained", as PNAS trains every 1-block cell);
+   `first_level="sample"` picks K of them like any later level;
 2. the surrogate (`epnas_surrogate.Surrogate`, an LSTM over the token prefix) predicts each child's
    score; K of them are chosen, by EPNAS with probability p_i^(1/tau) / sum_j p_j^(1/tau) over the
    normalised predictions (`temperature_sampling`), by PNAS greedily (the top K);
@@ -33,6 +37,7 @@ from naslab.strategies.epnas_surrogate import Surrogate
 from naslab.strategies.temperature_sampling import temperature, temperature_sample
 
 NORMALISATIONS = ("sum", "minmax")
+FIRST_LEVEL = ("all", "sample")
 
 
 def normalised(predictions: np.ndarray, how: str) -> np.ndarray:
@@ -65,12 +70,15 @@ class EPNASStrategy(Strategy[G]):
         tau_end: float = 1.0,
         max_candidates: int = 20_000,
         normalise: str = "sum",
+        first_level: str = "all",
         surrogate: dict[str, Any] | None = None,
     ):
         super().__init__(space)
         if normalise not in NORMALISATIONS:
             raise ValueError(f"strategy.normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
-        self.normalise = normalise
+        if first_level not in FIRST_LEVEL:
+            raise ValueError(f"strategy.first_level must be one of {', '.join(FIRST_LEVEL)}, got {first_level!r}")
+        self.normalise, self.first_level = normalise, first_level
         if k < 1 or iterations < 1 or max_candidates < k:
             raise ValueError(f"epnas needs k >= 1, iterations >= 1, max_candidates >= k; got {k}, {iterations}")
         space.expand(None)  # a space without progressive levels fails here, before any training
@@ -111,7 +119,9 @@ class EPNASStrategy(Strategy[G]):
         tokens = [self.space.to_tokens(children[key]) for key in keys]
         raw = self.surrogate.predict(tokens)  # predicted accuracies: what the archive and the plots show
         predictions = normalised(raw, self.normalise)  # what the sampling law weighs
-        if self.greedy:
+        if parents is None and self.first_level == "all":
+            chosen = np.arange(len(keys))  # every simplest architecture is measured (logged predictions only)
+        elif self.greedy:
             chosen = np.argsort(-predictions, kind="stable")[: self.k]
         else:
             chosen = temperature_sample(predictions, self.k, self.tau, self.rng)

@@ -19,8 +19,17 @@ paper's 600 of 1000) and K splits the rest over the L-1 ascent generations; set 
 With weight sharing (NAO-WS: `rescore_pool` true, or null and an evaluator whose scores drift, i.e.
 `evaluator=shared`) scores drift as the shared weights train, so the
 strategy keeps a population instead: every generation re-scores the whole pool, trains the NAO
-model on the current scores only, and replaces the worst members by the new architectures (the
-authors' NAO-WS code); shared-weight training samples uniformly from the pool.
+model on the current scores only, and replaces the worst members by the new architectures and
+`random_per_generation` fresh random ones (renqianluo/NAO NAO-WS/cnn/train_search.py: the best
+450 of 1000 + up to 500 from ascent + 50 random); shared-weight training samples uniformly from the
+pool. The next generation is made when the search next asks for architectures (`ask`,
+`sample_for_training`), not when the last scores come in: a search that ends after a strategy phase
+trains no model, and its final choice (`candidates`) ranks only the population it has just scored,
+as the authors' search stops at its last evaluation.
+
+The model trains on every scored architecture (Alg. 1). `holdout_fraction` > 0 keeps a fixed slice
+out of training to report held-out pairwise accuracy and Hamming distance (diagnostics only; the
+paper's Fig. 2 measures them on held-out architectures).
 
 Each proposal carries its provenance (generation, seed, eta, predicted score and the model's
 held-out diagnostics) into the archive via `proposal_info`; `pop_metrics` hands the per-generation
@@ -66,8 +75,9 @@ class NAOStrategy(Strategy[G]):
         eta_step: float = 5.0,
         max_ascent_tries: int = 200,
         fill_with_random: bool = True,
+        random_per_generation: int = 0,
         symmetric_twins: int = 1,
-        holdout_fraction: float = 0.1,
+        holdout_fraction: float = 0.0,
         epochs: int = 1000,
         batch_size: int = 100,
         grad_clip: float = 5.0,
@@ -79,6 +89,10 @@ class NAOStrategy(Strategy[G]):
         if iterations is not None and iterations < 1:
             raise ValueError(f"nao: iterations must be >= 1 or null, got {iterations}")
         model = dict(model or {})
+        if random_per_generation < 0:
+            raise ValueError(f"nao: random_per_generation must be >= 0, got {random_per_generation}")
+        if not 0 <= holdout_fraction < 1:
+            raise ValueError(f"nao: holdout_fraction must be in [0, 1), got {holdout_fraction}")
         if not 0 < model.get("trade_off", 0.9) <= 1:
             raise ValueError(f"nao: model.trade_off (lambda) must be in (0, 1], got {model['trade_off']}")
         self.seed, self.iterations, self.budget = seed, iterations, budget
@@ -89,6 +103,7 @@ class NAOStrategy(Strategy[G]):
         for _ in range(max_ascent_tries - 1):
             self.etas.append(self.etas[-1] * eta_growth + eta_step)
         self.fill_with_random = fill_with_random
+        self.random_per_generation = random_per_generation
         self.symmetric_twins, self.holdout_fraction = symmetric_twins, holdout_fraction
         self.train_settings = {
             "epochs": epochs,
@@ -107,6 +122,8 @@ class NAOStrategy(Strategy[G]):
         self.proposals: dict[str, dict[str, Any]] = {}  # provenance of generated architectures, by key
         self.metrics: dict[str, float] = {}
         self.known: set[str] = set()  # every architecture ever told: ascent must propose something else
+        # NAO-WS: the population is scored and its next generation not made yet (see `_next_population`)
+        self.generation_pending = False
 
     @property
     def finished(self) -> bool:
@@ -142,19 +159,26 @@ class NAOStrategy(Strategy[G]):
     # --- ask / tell ------------------------------------------------------------------------------
     def ask(self, n: int) -> list[G]:
         """The next `n` of this generation; [] once Alg. 1 has run its `iterations` generations."""
+        self._next_population()
         proposals = self.queue[self.cursor : self.cursor + n]
         self.cursor += len(proposals)
         return list(proposals)
 
     def sample_for_training(self, n: int) -> list[G]:
         """NAO-WS trains shared weights on architectures drawn uniformly from the current pool."""
+        self._next_population()
         scored = [g for g, _ in self.scored.values()]
         pool = (self.queue or scored) if self.rescore_pool else (scored or self.queue)
         return [pool[int(self.rng.integers(len(pool)))] for _ in range(n)] if pool else []
 
     def candidates(self, n: int) -> list[G]:
-        """The final choice: the whole current population (NAO-WS), else the best `n` scored so far."""
-        if self.rescore_pool:
+        """The final choice: the best `n` of what was scored (NAO-WS: of the population as last scored).
+
+        Never an architecture that was not scored: a NAO-WS generation made after the last strategy
+        phase would offer cells the shared weights never trained on (the authors stop at their last
+        evaluation and take the best of it).
+        """
+        if self.rescore_pool and not self.scored:  # no phase has ended yet: the initial population
             return list(self.queue[:n])
         ranked = sorted(self.scored.values(), key=lambda item: item[1], reverse=True)
         return [g for g, _ in ranked[:n]]
@@ -188,8 +212,10 @@ class NAOStrategy(Strategy[G]):
             self.scored = {k: (g, self.told[k]) for k, g in zip(keys, self.queue)}
         self.told, self.cursor = {}, 0
         done = self.iterations is not None and self.generation + 1 >= self.iterations
-        if self.rescore_pool and done:
-            self.queue = [g for g, _ in self.scored.values()]  # the final population: re-scored, never replaced
+        if self.rescore_pool:
+            # The population as scored; the next generation is made when the search asks for more.
+            self.queue = [g for g, _ in self.scored.values()]
+            self.generation_pending = not done  # after the last generation: re-scored, never replaced
             return
         # Stand-alone: once the budget is spent, training the model again would be wasted work.
         done = done or (not self.rescore_pool and self.budget is not None and len(self.scored) >= self.budget)
@@ -197,15 +223,28 @@ class NAOStrategy(Strategy[G]):
             self.queue = []
             return
         self.generation += 1
-        new = self._generate()
-        if self.rescore_pool:  # the population keeps its best members and takes the new ones
-            ranked = sorted(self.scored.values(), key=lambda item: item[1], reverse=True)
-            keep = [g for g, _ in ranked[: max(0, len(ranked) - len(new))]]
-            self.queue = keep + new
-        else:
-            self.queue = new
-        if not new:  # stand-alone: the queue is empty, so the search ends here
+        self.queue = self._generate()
+        if not self.queue:  # stand-alone: the queue is empty, so the search ends here
             log.warning("nao: gradient ascent found no new architecture in generation %d", self.generation)
+
+    def _next_population(self) -> None:
+        """NAO-WS: trains the model on the scored population and replaces its worst members by the new
+        architectures from ascent and `random_per_generation` random ones (the population keeps its size)."""
+        if not self.generation_pending:
+            return
+        self.generation_pending = False
+        self.generation += 1
+        new = self._generate()
+        size = len(self.scored)
+        fresh = self._random_pool(
+            min(self.random_per_generation, max(0, size - len(new))),
+            exclude=self.known | {self.space.key(g) for g in new},
+        )
+        for genotype in fresh:
+            self.proposals[self.space.key(genotype)] = {"generation": self.generation, "source": "random"}
+        ranked = sorted(self.scored.values(), key=lambda item: item[1], reverse=True)
+        keep = [g for g, _ in ranked[: max(0, size - len(new) - len(fresh))]]
+        self.queue = keep + new + fresh
 
     def _held_out(self, key: str) -> bool:
         """A fixed split by architecture: a held-out architecture is never trained on, in any generation
@@ -228,7 +267,7 @@ class NAOStrategy(Strategy[G]):
         """Fits the model on the pool minus a held-out slice; returns the normalisation (lo, span)."""
         # Failed trials are scored 0 by the evaluators: they would stretch the min-max normalisation.
         keys = [k for k, (_, score) in self.scored.items() if np.isfinite(score) and score > 0]
-        heldout = [k for k in keys if self._held_out(k)]
+        heldout = [k for k in keys if self.holdout_fraction > 0 and self._held_out(k)]
         if len(heldout) < 2 or len(heldout) > len(keys) // 2:
             heldout = []  # too few to rank, or the pool is too small to spare them
         train = [k for k in keys if k not in set(heldout)]
@@ -356,6 +395,7 @@ class NAOStrategy(Strategy[G]):
                 "sizes": [self.budget, self.num_initial, self.top_k, self.num_new, self.iterations],
                 "seed": self.seed,
                 "known": sorted(self.known),
+                "generation_pending": self.generation_pending,
             }
         )
 
@@ -375,6 +415,7 @@ class NAOStrategy(Strategy[G]):
         self.scored = {k: (from_dict(d), s) for k, d, s in state["scored"]}
         self.proposals = copy.deepcopy(state["proposals"])
         self.seed, self.known = state["seed"], set(state["known"])
+        self.generation_pending = bool(state.get("generation_pending", False))  # False: a pre-fix checkpoint
 
     # --- helpers -----------------------------------------------------------------------------------
     def _random_pool(self, n: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[G]:
