@@ -1,18 +1,20 @@
 """EPNAS and PNAS against random search on a planted score, the same number of evaluations.
 
     python benchmarks/progressive_vs_random.py [--space macro|micro_epnas] [--levels 6] [--k 10]
-        [--iterations 3] [--seeds 5] [--normalise sum|minmax] [--embedding kind|position]
+        [--iterations 3] [--seeds 5] [--normalise sum|minmax] [--embedding kind|position] [--first-level all|sample]
 
 The planted evaluator (`evaluator=planted`) is an exact, known score, so the true quality of what each
 search returns is known; a partial architecture is scored among architectures of its level. Each
 (strategy, seed) is a `mode=search` run of the real config. EPNAS / PNAS evaluate partial architectures
 on their way, and these count in the budget; random evaluates whole ones. The budget is what one EPNAS
-run of `iterations` progressions evaluates. `random (n)` gets only as many evaluations as EPNAS spends
-on complete architectures (iterations x K): the comparison when partial evaluations are nearly free
-(weight sharing). PNAS makes one progression and stops early (its evaluations are printed). Prints,
-over seeds, the returned architecture's score (mean +- std), its standardised score (standard
-deviations above a uniformly random architecture), the evaluations used, the two-sided Mann-Whitney
-p-value of the standardised scores against random at the full budget, and the wall time.
+run of `iterations` progressions evaluates: each progression measures every level-1 architecture (the
+paper's Fig. 3, step 1; `--first-level sample`: K of them) and K per later level. `random (n)` gets
+only as many evaluations as EPNAS spends on complete architectures (iterations x K): the comparison when
+partial evaluations are nearly free (weight sharing). PNAS makes one progression and stops early (its
+evaluations are printed). Prints, over seeds, the returned architecture's score (mean +- std), its
+standardised score (standard deviations above a uniformly random architecture), the evaluations used,
+the two-sided Mann-Whitney p-value of the standardised scores against random at the full budget, and
+the wall time.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def search(strategy: str, seed: int, args: argparse.Namespace, budget: int) -> d
         overrides += [f"strategy.iterations={args.iterations if strategy == 'epnas' else 1}"]
         overrides += [f"strategy.normalise={args.normalise}", f"strategy.surrogate.embedding={args.embedding}"]
         overrides += [f"strategy.tau_start={args.tau_start}", f"strategy.tau_decay={args.tau_decay}"]
-        overrides += [f"strategy.tau_end={args.tau_end}"]
+        overrides += [f"strategy.tau_end={args.tau_end}", f"strategy.first_level={args.first_level}"]
     cfg = compose_cfg(overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         with open_dict(cfg):
@@ -77,17 +79,21 @@ def main() -> None:
     parser.add_argument(
         "--embedding", choices=["kind", "position"], default="kind", help="the surrogate's rows (surrogate.embedding)"
     )
+    parser.add_argument(
+        "--first-level", choices=["all", "sample"], default="all", help="strategy.first_level: all of level 1, or K"
+    )
     parser.add_argument("--only", nargs="*", default=[], help="run only these strategies (random, pnas, epnas)")
     args = parser.parse_args()
     args.levels = args.levels or (6 if args.space == "macro" else 5)
     space = instantiate(compose_cfg(space_overrides(args)).space)
     planted = PlantedEvaluator(space, seed=0)
-    per_progression = min(args.k, len(space.expand(None))) + (args.levels - 1) * args.k
+    first = len(space.expand(None))
+    per_progression = (first if args.first_level == "all" else min(args.k, first)) + (args.levels - 1) * args.k
     budget = args.iterations * per_progression
     print(
         f"{space!r} ({space.size():.3g} architectures); K={args.k}; budget {budget}; "
         f"predictions normalised by {args.normalise}; surrogate embedding by {args.embedding}; "
-        f"tau {args.tau_start} decaying by {args.tau_decay} to {args.tau_end}"
+        f"tau {args.tau_start} decaying by {args.tau_decay} to {args.tau_end}; level 1: {args.first_level}"
     )
     print(f"{'strategy':18s} {'score (mean +- std)':>22s} {'standardised':>16s} {'evals':>6s} {'p':>6s} {'s':>6s}")
     complete_budget = args.iterations * args.k

@@ -28,7 +28,12 @@ FIDELITY: list[tuple[str, str, Any, str]] = [
     ("strategy=nao", "strategy.batch_size", 50, "renqianluo/NAO NAO/cnn/epd/train.sh --batch_size=50"),
     ("strategy=nao", "strategy.epochs", 1000, "renqianluo/NAO NAO/cnn/epd/train.sh --train_epochs=1000"),
     ("strategy=nao", "strategy.grad_clip", 5.0, "renqianluo/NAO NAO/cnn/epd/main.py --max_gradient_norm"),
-    ("strategy=nao", "strategy.symmetric_twins", 1, "renqianluo/NAO NAO/cnn/generate_data.py (one twin each)"),
+    (
+        "strategy=nao",
+        "strategy.symmetric_twins",
+        1,
+        "NAO paper Sec. 3.1 (generate_data.py writes the twins; see docs/methods/nao.md)",
+    ),
     ("strategy=nao", "strategy.holdout_fraction", 0.0, "NAO paper Alg. 1: trained on every evaluated architecture"),
     ("strategy=nao", "strategy.eta", 10.0, "NAO paper Sec. 4.1 and footnote 4"),
     ("experiment=nao_micro", "search.num_architectures", 1000, "NAO paper Sec. 4.1: 600 + 200 + 200"),
@@ -684,6 +689,132 @@ FIDELITY: list[tuple[str, str, Any, str]] = [
         "melodyguan/enas scripts/ptb_search.sh --controller_entropy_weight",
     ),
     ("strategy=reinforce dataset=ptb", "strategy.hidden", 100, "melodyguan/enas src/ptb/main.py lstm_size=100"),
+    (
+        "experiment=enas_micro",
+        "strategy.baseline_decay",
+        0.99,
+        "melodyguan/enas src/cifar10/main.py / src/ptb/main.py --controller_bl_dec default 0.99",
+    ),
+    (
+        "experiment=enas_micro",
+        "strategy.adam_epsilon_hat",
+        True,
+        "melodyguan/enas src/utils.py get_train_ops tf.train.AdamOptimizer",
+    ),
+    (
+        "experiment=enas_micro",
+        "strategy.lr_decay",
+        0.0,
+        "melodyguan/enas main.py lr_dec_every=1000000 (never decrease)",
+    ),
+    (
+        "experiment=enas_macro",
+        "strategy.entropy_weight",
+        0.0001,
+        "melodyguan/enas scripts/cifar10_macro_search.sh --controller_entropy_weight",
+    ),
+    (
+        "experiment=enas_macro",
+        "strategy.baseline_decay",
+        0.99,
+        "melodyguan/enas src/cifar10/main.py / src/ptb/main.py --controller_bl_dec default 0.99",
+    ),
+    ("experiment=enas_macro", "strategy.baseline_init", 0.0, "melodyguan/enas build_trainer tf.Variable(0.0)"),
+    (
+        "experiment=enas_macro",
+        "strategy.adam_betas",
+        [0.0, 0.999],
+        "melodyguan/enas src/utils.py get_train_ops AdamOptimizer(beta1=0.0)",
+    ),
+    ("experiment=enas_macro", "strategy.adam_eps", 0.001, "melodyguan/enas src/utils.py get_train_ops epsilon=1e-3"),
+    (
+        "experiment=enas_macro",
+        "strategy.adam_epsilon_hat",
+        True,
+        "melodyguan/enas src/utils.py get_train_ops tf.train.AdamOptimizer",
+    ),
+    (
+        "experiment=enas_macro",
+        "strategy.lr_decay",
+        0.0,
+        "melodyguan/enas main.py lr_dec_every=1000000 (never decrease)",
+    ),
+    ("experiment=enas_macro", "search.batch_size", 1, "melodyguan/enas main.py one sample per controller sess.run"),
+    (
+        "experiment=enas_ptb",
+        "strategy.baseline_decay",
+        0.99,
+        "melodyguan/enas src/cifar10/main.py / src/ptb/main.py --controller_bl_dec default 0.99",
+    ),
+    ("experiment=enas_ptb", "strategy.baseline_init", 0.0, "melodyguan/enas build_trainer tf.Variable(0.0)"),
+    (
+        "experiment=enas_ptb",
+        "strategy.adam_betas",
+        [0.0, 0.999],
+        "melodyguan/enas src/utils.py get_train_ops AdamOptimizer(beta1=0.0)",
+    ),
+    ("experiment=enas_ptb", "strategy.adam_eps", 0.001, "melodyguan/enas src/utils.py get_train_ops epsilon=1e-3"),
+    (
+        "experiment=enas_ptb",
+        "strategy.adam_epsilon_hat",
+        True,
+        "melodyguan/enas src/utils.py get_train_ops tf.train.AdamOptimizer",
+    ),
+    ("experiment=enas_ptb", "strategy.lr_decay", 0.0, "melodyguan/enas main.py lr_dec_every=1000000 (never decrease)"),
+    ("experiment=enas_ptb", "search.batch_size", 1, "melodyguan/enas main.py one sample per controller sess.run"),
+    (
+        "experiment=nao_ptb",
+        "strategy.model.predictor_layers",
+        4,
+        "renqianluo/NAO NAO/rnn/epd/train.sh --mlp_num_layers=3 (+ output)",
+    ),
+    (
+        "experiment=nao_ptb",
+        "strategy.model.predictor_hidden",
+        200,
+        "renqianluo/NAO NAO/rnn/epd/train.sh --mlp_hidden_size=200",
+    ),
+    ("experiment=nao_ptb", "strategy.model.embedding", 96, "renqianluo/NAO NAO/rnn/epd/train.sh --encoder_emb_size=96"),
+    ("experiment=nao_ptb", "strategy.model.dropout", 0.1, "renqianluo/NAO NAO/rnn/epd/train.sh --mlp_dropout=0.1"),
+    ("experiment=nao_ptb", "strategy.model.trade_off", 0.8, "renqianluo/NAO NAO/rnn/epd/train.sh --trade_off=0.8"),
+    ("experiment=nao_ptb", "strategy.batch_size", 50, "renqianluo/NAO NAO/rnn/epd/train.sh --batch_size=50"),
+    (
+        "experiment=nao_ws",
+        "strategy.symmetric_twins",
+        1,
+        "renqianluo/NAO NAO-WS --controller_symmetry (one swapped variant; see docs)",
+    ),
+    (
+        "experiment=nao_ws",
+        "strategy.holdout_fraction",
+        0.0,
+        "renqianluo/NAO NAO-WS/cnn/train_search.py trains on the whole pool",
+    ),
+    (
+        "experiment=nao_ws",
+        "strategy.grad_clip",
+        5.0,
+        "renqianluo/NAO NAO-WS/cnn/train_search.py --controller_max_gradient_norm",
+    ),
+    (
+        "experiment=enas_macro",
+        "evaluator.scheduler",
+        "sgdr",
+        "melodyguan/enas scripts/cifar10_macro_search.sh --child_lr_cosine",
+    ),
+    (
+        "experiment=enas_macro",
+        "evaluator.lr_min",
+        0.0005,
+        "melodyguan/enas scripts/cifar10_macro_search.sh --child_lr_min",
+    ),
+    (
+        "experiment=enas_ptb",
+        "evaluator.valid_batches",
+        1,
+        "melodyguan/enas src/ptb/ptb_enas_child.py _build_valid_rl (one window)",
+    ),
+    ("experiment=enas_ptb", "evaluator.valid_batch_size", 20, "melodyguan/enas scripts/ptb_search.sh --batch_size=20"),
     # --- EPNAS / PNAS (no code released: the paper, arXiv:1808.00391, Sec. 4) -----------------------------
     ("experiment=epnas_micro", "strategy.k", 25, "EPNAS paper Sec. 4: K = 25"),
     ("experiment=epnas_micro", "strategy.first_level", "all", "EPNAS paper Fig. 3, step 1"),
@@ -702,6 +833,9 @@ FIDELITY: list[tuple[str, str, Any, str]] = [
 ]
 
 
+ABSENT = object()
+
+
 @functools.cache
 def composed(preset: str) -> DictConfig:
     """The project config with `preset`'s overrides, composed once per preset for all of its rows."""
@@ -711,7 +845,8 @@ def composed(preset: str) -> DictConfig:
 
 @pytest.mark.parametrize(("preset", "key", "value", "source"), FIDELITY, ids=[f"{p}:{k}" for p, k, _, _ in FIDELITY])
 def test_preset_carries_the_authors_value(preset: str, key: str, value: Any, source: str) -> None:
-    got = OmegaConf.select(composed(preset), key, throw_on_missing=True)
+    got = OmegaConf.select(composed(preset), key, default=ABSENT, throw_on_missing=True)
+    assert got is not ABSENT, f"{preset} has no {key}"  # select gives None for an absent key: a None row would pass
     assert got == pytest.approx(value) if isinstance(value, float) else got == value, (
         f"{key} should be {value} ({source})"
     )

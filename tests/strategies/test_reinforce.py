@@ -363,3 +363,16 @@ def test_generic_controller_with_aggregation_baseline_from_zero_and_predictor() 
     assert strategy.baseline == pytest.approx(baseline, abs=1e-7)
     strategy.tell(strategy.ask(1), [1.0])
     assert not any(torch.equal(a, b) for a, b in zip(initial, strategy.controller.parameters()))
+
+
+def test_optimizer_state_follows_its_parameters_device() -> None:
+    """A resumed weight-sharing search loads the controller's optimizer state on the CPU before Lightning
+    moves the controller to the accelerator: the state must follow (checked with the meta device, no GPU)."""
+    from naslab.strategies.reinforce import state_to_parameter_devices
+
+    p = torch.nn.Parameter(torch.empty(3, device="meta"))
+    optimizer = torch.optim.Adam([p], lr=0.1)
+    optimizer.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3)}
+    state_to_parameter_devices(optimizer)
+    assert optimizer.state[p]["exp_avg"].device.type == "meta" and optimizer.state[p]["exp_avg_sq"].is_meta
+    assert optimizer.state[p]["step"].device.type == "cpu"  # torch keeps Adam's step count on the CPU

@@ -9,7 +9,7 @@ for architectures, each is scored with the current shared weights, and told the 
 last epoch, the architectures of `strategy.candidates` (ENAS: sampled from the controller; NAO-WS: its
 population) are scored; the best is the search's result (ENAS's derivation). Any strategy works:
 `strategy=random evaluator=shared` is Random-WS, the baseline of "Evaluating the Search Phase of
-Neural Architecture Search" (Sciuto, Yu, Jaggi, Musat, Salzmann).
+Neural Architecture Search" (Sciuto, Yu, Jaggi, Musat, Salzmann, arXiv:1902.08142).
 
 Every scored architecture, in a strategy phase or the derivation, reads its own `valid_batches`
 random batches of search-valid (`random_valid_batches` of the datamodule: random images without
@@ -211,14 +211,7 @@ class SharedWeightsSearch(L.LightningModule):
             times: Counter[str] = Counter()  # how often each architecture was proposed in this phase
             for _ in range(self.strategy_steps):
                 genotypes = self.strategy.ask(self.strategy_batch)
-                scores = []
-                for genotype in genotypes:
-                    # ENAS scores every sample on a fresh batch, a repeated one too: the n-th proposal of an
-                    # architecture in a phase is its own record (the same key again on a resumed run).
-                    times[self.space.key(genotype)] += 1
-                    n = times[self.space.key(genotype)]
-                    prefix = f"epoch{epoch}:" if n == 1 else f"epoch{epoch}/{n}:"
-                    scores.append(self.record(genotype, prefix, {"epoch": epoch}).score)
+                scores = [r.score for r in self.record_each(genotypes, f"epoch{epoch}", {"epoch": epoch}, times)]
                 self.strategy.tell(genotypes, scores)
                 metrics = self.strategy.pop_metrics()
                 if metrics and self.log_fn is not None:
@@ -234,6 +227,23 @@ class SharedWeightsSearch(L.LightningModule):
                 self.trainer.should_stop = True
         self.lr_schedulers().step()
         self.save_search_checkpoint()
+
+    def record_each(
+        self, genotypes: Sequence[Any], stage: str, extra: dict[str, Any], times: Counter[str]
+    ) -> list[ArchiveRecord]:
+        """Scores and archives `genotypes` under keys `<stage>:<key>`, the n-th repeat of one architecture
+        within the stage (`times` counts them) under `<stage>/<n>:<key>`.
+
+        ENAS scores every sample on a fresh batch, a repeated one too (a converging controller proposes the
+        same cell again); the keys are a function of the order of proposals, so a resumed run finds them.
+        """
+        records = []
+        for genotype in genotypes:
+            key = self.space.key(genotype)
+            times[key] += 1
+            prefix = f"{stage}:" if times[key] == 1 else f"{stage}/{times[key]}:"
+            records.append(self.record(genotype, prefix, extra))
+        return records
 
     def record(self, genotype: Any, prefix: str, extra: dict[str, Any]) -> ArchiveRecord:
         """Scores `genotype` on its own search-valid batches and archives it, or returns the archived record.
@@ -331,7 +341,16 @@ class SharedEvaluator(Evaluator[G]):
         network: dict[str, Any] | None = None,
     ):
         if valid_batches < 1:
-            raise ValueError(f"valid_batches must be >= 1, got {valid_batches}")
+            raise ValueError(f"evaluator.valid_batches must be >= 1, got {valid_batches}")
+        if valid_batch_size is not None and valid_batch_size < 1:
+            raise ValueError(f"evaluator.valid_batch_size must be >= 1 or null, got {valid_batch_size}")
+        if int(lr_T_0) != lr_T_0 or lr_T_0 < 1 or int(lr_T_mul) != lr_T_mul or lr_T_mul < 1:
+            raise ValueError(f"evaluator.lr_T_0 and lr_T_mul must be whole numbers >= 1, got {lr_T_0} and {lr_T_mul}")
+        if not 0 <= classifier_dropout < 1 or auxiliary_weight < 0:
+            raise ValueError(
+                f"evaluator.classifier_dropout must be in [0, 1) and evaluator.auxiliary_weight >= 0, "
+                f"got {classifier_dropout} and {auxiliary_weight}"
+            )
         default_scheduler, default_lr_min = TASK_SCHEDULES.get(task.kind, TASK_SCHEDULES["image"])
         scheduler = scheduler or default_scheduler
         if scheduler not in SCHEDULERS:
@@ -467,7 +486,7 @@ class SharedEvaluator(Evaluator[G]):
         # ENAS's derivation: sample M architectures, score each with the shared weights on its own
         # search-valid batches, keep the best.
         candidates = strategy.candidates(self.derive_samples)
-        derived = [module.record(g, "derive:", {"derive": True}) for g in candidates]
+        derived = module.record_each(candidates, "derive", {"derive": True}, Counter())
         best = max(derived, key=lambda r: r.score)
         return SearchResult(
             best_genotype=self.space.genotype_from_dict(best.genotype),

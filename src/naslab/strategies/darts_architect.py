@@ -80,7 +80,9 @@ def clip_coefficient(grads: Sequence[torch.Tensor], max_norm: float | None) -> f
     """The factor that clipping `grads` to total norm `max_norm` applies: min(1, max_norm / (norm + 1e-6)).
 
     1 when `max_norm` is None. quark0/darts rnn/architect.py `_clip` returns max_norm / (norm + 1e-6)
-    even when it does not clip (then > 1); this is the factor actually applied to the gradient.
+    even when it does not clip (then > 1), and its implicit term is scaled by that raw value; naslab
+    scales by the factor applied to the gradient, which is the same whenever the clip is active (on
+    PTB nearly always; a deviation listed in docs/methods/darts.md).
     """
     if max_norm is None:
         return 1.0

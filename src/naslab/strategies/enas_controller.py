@@ -174,7 +174,9 @@ class EnasController(nn.Module):
     def __init__(self, hidden: int, temperature: float | None, tanh_constant: float | None):
         super().__init__()
         if hidden < 1:
-            raise ValueError(f"the controller's lstm size must be >= 1, got {hidden}")
+            raise ValueError(f"strategy.hidden (the controller's LSTM size) must be >= 1, got {hidden}")
+        if temperature is not None and temperature <= 0:
+            raise ValueError(f"strategy.temperature must be > 0 or null, got {temperature}")
         self.hidden, self.temperature, self.tanh_constant = hidden, temperature, tanh_constant
         # Created in the code's variable order (lstm, g_emb, ...); subclasses add theirs, then call _init_uniform.
         self.lstm = EnasLSTMCell(hidden)
@@ -245,7 +247,7 @@ class EnasMicroController(EnasController):
                 f"micro controller: num_nodes >= 1, ops, 1 or 2 cells; got {num_nodes}, {ops}, {num_cells}"
             )
         if op_tanh_reduce <= 0:
-            raise ValueError(f"op_tanh_reduce must be > 0, got {op_tanh_reduce}")
+            raise ValueError(f"strategy.op_tanh_reduce must be > 0, got {op_tanh_reduce}")
         self.num_nodes, self.ops, self.num_cells = num_nodes, tuple(ops), num_cells
         self.op_tanh_reduce = op_tanh_reduce
         branches = len(self.ops)
@@ -328,7 +330,7 @@ class EnasMacroController(EnasController):
         if num_layers < 1 or num_ops < 1:
             raise ValueError(f"macro controller: num_layers and num_ops >= 1, got {num_layers}, {num_ops}")
         if not 0 < skip_target < 1:
-            raise ValueError(f"skip_target must be in (0, 1), got {skip_target}")
+            raise ValueError(f"strategy.skip_target must be in (0, 1), got {skip_target}")
         self.num_layers, self.num_ops, self.skip_target = num_layers, num_ops, skip_target
         self.w_emb = nn.Parameter(torch.empty(num_ops, hidden))
         self.w_soft = nn.Parameter(torch.empty(hidden, num_ops))
@@ -459,6 +461,8 @@ def build_enas_controller(
             space.num_layers, len(space.ops), hidden, temperature, tanh_constant, skip_target
         )
     elif isinstance(space, RNNSpace):
+        # naslab fixes node 0 to tanh (the code samples its activation): its step reads tanh's embedding, or the
+        # first activation's when a space leaves tanh out
         node0 = space.activations.index("tanh") if "tanh" in space.activations else 0
         controller = EnasRNNController(
             space.num_nodes, len(space.activations), hidden, temperature, tanh_constant, node0

@@ -1,4 +1,7 @@
-"""EPNAS (file 002) and PNAS: progressive search with an LSTM surrogate, as ask / tell.
+"""EPNAS and PNAS: progressive search with an LSTM surrogate, as ask / tell.
+
+EPNAS: "Efficient Progressive Neural Architecture Search", Perez-Rua, Baccouche, Pateux, arXiv:1808.00391.
+PNAS: "Progressive Neural Architecture Search", Liu et al., arXiv:1712.00559.
 
 An architecture grows one level at a time (`space.expand`; macro: one more layer; the tied micro cell of
 `space=micro_epnas`: one more block). Per level:
@@ -245,7 +248,7 @@ class EPNASStrategy(Strategy[G]):
 
 
 class PNASStrategy(EPNASStrategy[G]):
-    """PNAS (Liu et al. 2018, as the NAS overview, file 004, describes it): one greedy progression."""
+    """PNAS ("Progressive Neural Architecture Search" (Liu et al., arXiv:1712.00559)): one greedy progression."""
 
     name = "pnas"
 

@@ -1,4 +1,4 @@
-"""Neural Architecture Optimization as an ask/tell strategy (Luo et al. 2018, file 000, Alg. 1).
+"""Neural Architecture Optimization as an ask/tell strategy (Luo, Tian, Qin, Chen, Liu, arXiv:1808.07233, Alg. 1).
 
 Generations: generation 0 is N random architectures; after a generation is scored, the NAO model
 (`nao_model.NAOModel`) is trained on everything scored so far (min-max normalised, each architecture

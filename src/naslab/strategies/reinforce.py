@@ -63,6 +63,20 @@ __all__ = ["Controller", "EpsilonHatAdam", "ReinforceStrategy", "Sampled"]
 CONTROLLERS = ("auto", "enas", "generic")
 
 
+def state_to_parameter_devices(optimizer: torch.optim.Optimizer) -> None:
+    """Moves each parameter's optimizer state to the parameter's device.
+
+    With weight sharing the controller is a registered module of the Lightning search module: a resumed
+    search loads the strategy's optimizer state (on the CPU) before Lightning moves the controller to the
+    accelerator, and the next step would mix devices.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for name, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.device != p.device:
+                    optimizer.state[p][name] = value.to(p.device)
+
+
 class EpsilonHatAdam(torch.optim.Optimizer):
     """Adam as TensorFlow's `tf.train.AdamOptimizer` computes it (the ENAS code's controller optimizer).
 
@@ -194,11 +208,11 @@ class ReinforceStrategy(Strategy[G]):
     ):
         super().__init__(space)
         if lr_decay < 0:
-            raise ValueError(f"lr_decay must be >= 0, got {lr_decay}")
+            raise ValueError(f"strategy.lr_decay must be >= 0, got {lr_decay}")
         if controller not in CONTROLLERS:
             raise ValueError(f"strategy.controller must be one of {', '.join(CONTROLLERS)}, got {controller!r}")
         if num_aggregate is not None and num_aggregate < 1:
-            raise ValueError(f"num_aggregate must be >= 1 (or null: one update per tell), got {num_aggregate}")
+            raise ValueError(f"strategy.num_aggregate must be >= 1 (or null: one update per tell), got {num_aggregate}")
         if num_aggregate is not None and updates_per_tell != 1:
             raise ValueError("updates_per_tell repeats the per-tell update: it needs num_aggregate=null")
         betas = tuple(float(b) for b in adam_betas)
@@ -340,6 +354,7 @@ class ReinforceStrategy(Strategy[G]):
                 loss = loss + self.predictor_weight * mse
             self.optimizer.zero_grad()
             loss.backward()
+            state_to_parameter_devices(self.optimizer)
             self.optimizer.step()
             self.scheduler.step()
 
@@ -375,7 +390,8 @@ class ReinforceStrategy(Strategy[G]):
             for i, g in enumerate(grads):
                 if g is not None:
                     held = self._aggregate[i]
-                    self._aggregate[i] = g.detach().clone() if held is None else held + g.detach()
+                    # a resumed aggregate is loaded on the CPU before Lightning moves the controller
+                    self._aggregate[i] = g.detach().clone() if held is None else held.to(g.device) + g.detach()
             self._aggregated += stop - start
             start = stop
             if self._aggregated == self.num_aggregate:
@@ -385,6 +401,7 @@ class ReinforceStrategy(Strategy[G]):
         assert self.num_aggregate is not None
         for p, g in zip(params, self._aggregate, strict=True):
             p.grad = None if g is None else g / self.num_aggregate
+        state_to_parameter_devices(self.optimizer)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad()
