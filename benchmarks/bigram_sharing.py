@@ -1,4 +1,4 @@
-"""Does MLPNAS's bigram weight sharing (evaluator=bigram, file 004 Sec. 4.1) shorten the children's training?
+"""Does MLPNAS's bigram weight sharing (evaluator=bigram, the NAS overview Sec. 4.1) shorten the children's training?
 
     python benchmarks/bigram_sharing.py [--dataset digits|wine] [--children 20] [--max-epochs 10] [--targets 0.85 0.9]
         [--max-layers 10] [--widths 8 16 ...] [--activations relu tanh ...]

@@ -1,4 +1,4 @@
-"""MLPNAS's found MLP against scikit-learn's MLPClassifier on the same split (file 004 compares them).
+"""MLPNAS's found MLP against scikit-learn's MLPClassifier on the same split (the NAS overview compares them).
 
     python benchmarks/mlp_vs_sklearn.py [--dataset digits|wine] [--seeds 0 1 2] [--architectures 30]
         [--child-epochs 10] [--final-epochs 50] [--evaluator bigram|standalone]

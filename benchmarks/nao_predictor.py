@@ -2,7 +2,7 @@
 
     python benchmarks/nao_predictor.py [--sizes 100 300 500] [--epochs 200] [--twins 1]
 
-As in the paper (file 000, Sec. 4.1): 600 random architectures of NAO's space (B=5, 11 ops, 40
+As in the paper (NAO arXiv:1808.07233, Sec. 4.1): 600 random architectures of NAO's space (B=5, 11 ops, 40
 tokens here), 50 of them held out as the test set; the NAO model (embedding 32, hidden 96, lambda 0.9,
 Adam 0.001, batch 100, one symmetric twin per architecture) is trained from scratch on the first |X|
 of the other 550. Scores come from `naslab.evaluators.planted` (a seeded synthetic function shaped

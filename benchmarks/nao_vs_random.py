@@ -5,7 +5,7 @@
 Both strategies run through the real search loop (`naslab.search.run_search`) on NAO's space
 (B=5, 11 ops) with `naslab.evaluators.planted` as the evaluator, so the comparison is exact and
 takes minutes instead of GPU-days. NAO runs Alg. 1 with the paper's proportions (60 % random
-architectures, then L-1 = 2 ascent generations of K = 20 % each; file 000, Sec. 4.1). Prints per
+architectures, then L-1 = 2 ascent generations of K = 20 % each; NAO arXiv:1808.07233, Sec. 4.1). Prints per
 strategy the best architecture found and the mean of the top 10, as mean +- std over the seeds, and
 NAO's mean per generation (does ascent find better architectures than the random pool?). Figures
 are standardised planted scores (standard deviations above a uniformly random architecture), since

@@ -3,7 +3,7 @@
     python benchmarks/nases_compression.py [--sizes 1 5 10 20 30 40 50 60] [--train-size 8000]
         [--test-size 2000] [--epochs 15] [--lr 1e-3] [--batch 32 2 4 512] [--out DIR] [--seed 0] [--save]
 
-For each embedding size, the simulator / decoder autoencoder of file 001 Sec. 4.1 (1000-500-100 each
+For each embedding size, the simulator / decoder autoencoder of Liu's NASES paper Sec. 4.1 (1000-500-100 each
 way, sigmoid embedding, Adam, growing batch size, best test-loss weights kept) is trained on vectors
 uniform on [0, 30]^60 and its train / test MSE (raw [0, 30] scale, the paper's loss) is printed next
 to Table 1, with the linear-autoencoder bound 75 * (60 - k) / 60 and predicting 15 (75) as

@@ -1,6 +1,6 @@
 """Short searches on the real Penn Treebank files with every strategy, and the published cells' sizes.
 
-    python benchmarks/ptb_searches.py --data-dir ../shared/data [--budget debug|small]
+    python benchmarks/ptb_searches.py --data-dir /path/to/data [--budget debug|small]
 
 For each of random + standalone, reinforce + shared (ENAS), nao + standalone and darts (first and
 second order) it runs `python run.py` as a user would, in a temporary run dir, and prints the wall
@@ -54,7 +54,7 @@ def run(args: list[str]) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="../shared/data", help="folder holding ptb/ and wikitext-2/")
+    parser.add_argument("--data-dir", default="data", help="folder holding ptb/ and wikitext-2/ (paths.data_dir)")
     parser.add_argument("--budget", choices=("debug", "small"), default="debug")
     args = parser.parse_args()
     data = [f"paths.data_dir={Path(args.data_dir).resolve()}"]

@@ -1,4 +1,4 @@
-"""Strategies x seeds on a ground-truth table (file 003's protocol, without training anything), timed.
+"""Strategies x seeds on a ground-truth table (Sciuto et al.'s protocol, without training anything), timed.
 
     python benchmarks/table_searches.py [--table ptb_rnn_small_e1 | <run dir>/groundtruth.jsonl] \
         [--space rnn_small] [--seeds 10] [--budget 8] [--strategies random reinforce nao]

@@ -103,7 +103,7 @@ def trained_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_a_fixed_final_seed_makes_final_training_independent_of_the_search_seed(compose_cfg, tmp_path: Path) -> None:
-    """file 003 trains every found architecture with one seed, so only the architecture differs."""
+    """arXiv:1902.08142 trains every found architecture with one seed, so only the architecture differs."""
     common = ("mode=train", "space=micro_darts", "genotype=darts_v2", "debug=fast")
     run(compose_cfg(*common, "seed=1", "train.seed=0", run_dir=tmp_path / "a"))
     run(compose_cfg(*common, "seed=2", "train.seed=0", run_dir=tmp_path / "b"))

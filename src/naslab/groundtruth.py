@@ -1,6 +1,6 @@
 """`mode=groundtruth`: every architecture of an enumerable space, trained stand-alone for several seeds.
 
-This is the "without weight sharing" ground truth of the search-phase study (file 003, Sec. 4.2: all
+This is the "without weight sharing" ground truth of the search-phase study (arXiv:1902.08142, Sec. 4.2: all
 32 cells of the 2-node space, 10 seeds each, the mean as the architecture's true quality). Trials run
 through the configured evaluator and its backend (local, process pool or Ray), one evaluator per seed
 (the seed fixes the child's initialisation and batch order). Each finished trial is appended to

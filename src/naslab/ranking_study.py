@@ -1,4 +1,4 @@
-"""`mode=ranking`: how well weight sharing ranks architectures (file 003, Sec. 4.2-4.3).
+"""`mode=ranking`: how well weight sharing ranks architectures (Sciuto et al. arXiv:1902.08142, Sec. 4.2-4.3).
 
 For each seed, a shared supernet is trained on an enumerable space with uniform sampling (one
 architecture per mini-batch, `strategy=random` driving `evaluator=shared`), then every architecture

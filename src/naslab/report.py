@@ -1,4 +1,4 @@
-"""`mode=report`: the paper-style tables and pictures of a search-phase study (file 003).
+"""`mode=report`: the paper-style tables and pictures of a search-phase study (Sciuto et al. arXiv:1902.08142).
 
 A study is one Hydra multirun, strategy x seeds, every search followed by the same final training
 (`experiment=search_phase` / `search_phase_table`). `write_report` reads its run dirs (or runs loaded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 from naslab.data.base import MissingDataError
 from naslab.data.text import BPTTSampler, PTBDataModule, Vocabulary, WikiText2DataModule, batchify, window_lengths
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The verified PTB / WikiText-2 copies, where a machine has them: NASLAB_DATA_DIR, else the repository's data/.
+REAL_DATA = Path(os.environ.get("NASLAB_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
 
 
 def write_ptb(root: Path, train: str, valid: str = " a b \n", test: str = " b a \n") -> Path:
@@ -99,7 +101,9 @@ def test_search_phase_has_no_test_loader(tmp_path) -> None:
     assert x.shape == y.shape and x.shape[1] == 1
 
 
-@pytest.mark.skipif(not (SHARED / "ptb").is_dir(), reason="needs the verified copies in ../shared/data")
+@pytest.mark.skipif(
+    not (REAL_DATA / "ptb").is_dir(), reason="needs the verified PTB / WikiText-2 copies (NASLAB_DATA_DIR)"
+)
 @pytest.mark.parametrize(
     ("module", "vocab", "tokens"),
     [
@@ -108,7 +112,7 @@ def test_search_phase_has_no_test_loader(tmp_path) -> None:
     ],
 )
 def test_real_corpora_have_the_published_sizes(module, vocab, tokens) -> None:
-    dm = module(SHARED)
+    dm = module(REAL_DATA)
     dm.setup()
     assert dm.vocab_size == vocab
     assert tuple(int(dm.streams[s].numel()) for s in ("train", "valid", "test")) == tokens

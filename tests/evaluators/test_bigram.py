@@ -1,4 +1,4 @@
-"""evaluator=bigram: MLPNAS's bigram weight sharing (file 004, Sec. 4.1) on tiny MLPs and a slice of digits."""
+"""evaluator=bigram: MLPNAS's bigram weight sharing (the NAS overview, Sec. 4.1) on tiny MLPs and a slice of digits."""
 
 from __future__ import annotations
 

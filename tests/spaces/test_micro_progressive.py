@@ -32,7 +32,7 @@ def test_the_epnas_space_is_the_papers() -> None:
     space = instantiate(OmegaConf.load(CONF / "space" / "micro_epnas.yaml"))
     assert space.tied and space.num_nodes == 5 and space.concat_rule == "unused"
     assert space.ops == ("identity",) + MACRO_OPS_ENAS == OP_SETS["epnas"]  # the macro ops plus identity
-    # one cell: sum over blocks k of log((k + 2)^2 * 7^2), about 1.5e14 (file 002 quotes ~5e14)
+    # one cell: sum over blocks k of log((k + 2)^2 * 7^2), about 1.5e14 (EPNAS arXiv:1808.00391 quotes ~5e14)
     assert space.size() == math.prod((k + 2) ** 2 * 49 for k in range(5))
     assert len(space.token_choices()) == 5 * 4
 

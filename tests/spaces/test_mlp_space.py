@@ -1,4 +1,4 @@
-"""The MLPNAS space (file 004): genotype and token round trips, stop tokens, counting, networks, errors."""
+"""The MLPNAS space (the NAS overview): genotype and token round trips, stop tokens, counting, networks, errors."""
 
 from __future__ import annotations
 

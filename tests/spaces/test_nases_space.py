@@ -1,4 +1,4 @@
-"""The NASES macro space (file 001): decoding rules, validity of the whole box, tokens, identity, networks.
+"""The NASES macro space (Liu's NASES paper): decoding rules, validity of the whole box, tokens, identity, networks.
 
 Every one of 10,000 uniform vectors is decoded and checked structurally (ops, kernels, filters and
 skips recomputed independently from the closeness rule); networks are built and run forward /
@@ -111,7 +111,7 @@ def test_hand_decoded_network_with_skips() -> None:
     net = space.build_child(g, Task(10, (3, 8, 8)), channels=8)
     assert isinstance(net, NASESNetwork)
     assert net.stem[0].weight.shape == (8, 3, 3, 3)
-    assert "0" not in net.projections  # no 1x1 conv before the first layer (file 001 A.3)
+    assert "0" not in net.projections  # no 1x1 conv before the first layer (Liu's NASES paper A.3)
     in_widths = {i: net.projections[str(i)][1].weight.shape[1] for i in range(1, 6)}
     assert in_widths == {1: 8, 2: 16 + 8, 3: 24, 4: 32 + 24, 5: 24 + 8}
     assert [net.projections[str(i)][1].weight.shape[0] for i in range(1, 6)] == [16, 24, 32, 24, 8]
@@ -120,7 +120,7 @@ def test_hand_decoded_network_with_skips() -> None:
     assert isinstance(net.layers[1][0], nn.ReLU) and isinstance(net.layers[1][2], nn.BatchNorm2d)  # ReLU-conv-BN
     assert isinstance(net.layers[2], Pool) and (net.layers[2].kind, net.layers[2].kernel) == ("max", 7)
     assert isinstance(net.layers[3], Pool) and (net.layers[3].kind, net.layers[3].kernel) == ("avg", 5)
-    assert isinstance(net.layers[5], SepConv)  # separable conv applied twice (file 001 A.1)
+    assert isinstance(net.layers[5], SepConv)  # separable conv applied twice (Liu's NASES paper A.1)
     depthwise = [m for m in net.layers[5].modules() if isinstance(m, nn.Conv2d) and m.groups == 8]
     assert [m.kernel_size for m in depthwise] == [(7, 7), (7, 7)]
     # He initialisation (fan-out): std sqrt(2 / (16 * 25)) = 0.0707 for the 5x5 conv; PyTorch's

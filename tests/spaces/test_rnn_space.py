@@ -87,7 +87,9 @@ def test_from_tokens_rejects_bad_tokens(toks: list[int], message: str) -> None:
 
 def test_size_is_n_factorial_times_four_to_the_n_and_enumeration_agrees() -> None:
     assert RNNSpace(2).size() == 32
-    assert RNNSpace(8).size() == math.factorial(8) * 4**8 == 2_642_411_520  # file 003: "around 2 billion"
+    assert (
+        RNNSpace(8).size() == math.factorial(8) * 4**8 == 2_642_411_520
+    )  # Sciuto et al. arXiv:1902.08142: "around 2 billion"
     assert RNNSpace(11).size() == math.factorial(11) * 4**11
     assert RNNSpace(3, activations=("tanh", "relu")).size() == 6 * 8
     for n in (2, 3):

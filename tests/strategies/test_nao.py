@@ -35,7 +35,10 @@ def play(strategy: NAOStrategy, evaluator: PlantedEvaluator, batch: int = 4, lim
 
 def test_sizes_follow_the_paper_fractions_of_the_budget() -> None:
     strategy = NAOStrategy(SPACE, budget=1000, iterations=3)
-    assert (strategy.num_initial, strategy.top_k) == (600, 200)  # 600 + 200 + 200 = 1000 (file 000, Sec. 4.1)
+    assert (strategy.num_initial, strategy.top_k) == (
+        600,
+        200,
+    )  # 600 + 200 + 200 = 1000 (NAO arXiv:1808.07233, Sec. 4.1)
     default = NAOStrategy(SPACE, budget=12)  # the default run: 8 + 2 + 2, never more than the budget
     assert (default.num_initial, default.top_k) == (8, 2)
     assert NAOStrategy(SPACE, initial_pool=5, top_k=2).num_initial == 5

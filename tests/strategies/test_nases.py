@@ -1,4 +1,4 @@
-"""strategy=nases (file 001, Alg. 1): the simulator-initialised Bernoulli controller, warm-up, epsilon-greedy,
+"""strategy=nases (Liu's NASES paper, Alg. 1): the simulator-initialised Bernoulli controller, warm-up, epsilon-greedy,
 the reward pool's policy gradient, resume, and the autoencoder it is built from."""
 
 from __future__ import annotations

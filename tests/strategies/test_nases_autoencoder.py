@@ -1,4 +1,4 @@
-"""The NASES autoencoder stage (file 001 Sec. 4.1): shapes, ranges, best weights, growing batches, the table."""
+"""The NASES autoencoder stage (the NASES paper Sec. 4.1): shapes, ranges, best weights, growing batches, the table."""
 
 from __future__ import annotations
 

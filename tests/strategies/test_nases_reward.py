@@ -1,4 +1,4 @@
-"""NASES's reward (Eq. 1), reward pool normalisation, pool sampling and epsilon-greedy (file 001)."""
+"""NASES's reward (Eq. 1), reward pool normalisation, pool sampling and epsilon-greedy (Liu's NASES paper)."""
 
 from __future__ import annotations
 

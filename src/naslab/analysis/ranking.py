@@ -1,6 +1,6 @@
 """How well one ranking of architectures agrees with another (predictor vs measured, shared vs stand-alone).
 
-`pairwise_accuracy` is NAO's predictor metric (file 000, Sec. 4.1 and the authors' code): the
+`pairwise_accuracy` is NAO's predictor metric (NAO arXiv:1808.07233, Sec. 4.1 and the authors' code): the
 fraction of unordered pairs that the two score lists put in the same order. Without ties it equals
 (Kendall tau + 1) / 2, and `kendall_tau` is scipy's.
 """

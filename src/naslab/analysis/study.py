@@ -1,4 +1,4 @@
-"""A search-phase study's runs and the paper-style report built from them (file 003, Tables 2-3, Fig. 3).
+"""A search-phase study's runs and the paper-style report built from them (arXiv:1902.08142, Tables 2-3, Fig. 3).
 
 A study is strategy x seeds: every run dir holds `results.json` (and `archive.jsonl`), as a Hydra
 multirun writes them. `load_study(dir)` reads every run under a directory, `load_wandb_runs(group)`
@@ -318,7 +318,7 @@ class StudyReport:
         return out.getvalue()
 
     def to_markdown(self) -> str:
-        """Table 2/3 of file 003 plus the true rank columns, then the per-seed table."""
+        """Table 2/3 of Sciuto et al. arXiv:1902.08142 plus the true rank columns, then the per-seed table."""
         perplexity = any(r.perplexity for r in self.runs)
         metric = "perplexity" if perplexity else "accuracy"
         has_final = any(r.final_test is not None for r in self.runs)
@@ -356,7 +356,7 @@ class StudyReport:
             + (
                 f"; final {metric}: best = "
                 + ("lowest" if perplexity else "highest")
-                + " over seeds, each column on its own as in file 003's Tables 2-3"
+                + " over seeds, each column on its own as in Sciuto et al.'s Tables 2-3"
                 if has_final
                 else ""
             )

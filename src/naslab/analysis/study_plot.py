@@ -1,4 +1,4 @@
-"""Pictures of a search-phase study (file 003): where each seed's find ranks, how the search got
+"""Pictures of a search-phase study (Sciuto et al. arXiv:1902.08142): where each seed's find ranks, how the search got
 there, and how the ground truth's ranking moves while architectures train.
 
 - `plot_found_ranks` (Fig. 3): every architecture ranked by its true (stand-alone) score from left

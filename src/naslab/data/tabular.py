@@ -1,4 +1,4 @@
-"""Tabular classification data: feature vectors instead of images (for space=mlp, MLPNAS in file 004).
+"""Tabular classification data: feature vectors instead of images (for space=mlp, MLPNAS in the NAS overview).
 
 The splits are the image datamodules' (`data.base`): a fixed stratified test split, search-train /
 search-valid drawn from the rest by `split_seed`, the test set only in the final phase. Features are
@@ -84,7 +84,7 @@ class WineDataModule(TabularDataModule):
 
     Offline (part of scikit-learn). The test split is a fixed stratified 20 % (36 rows,
     ``train_test_split(random_state=0)``) that does not depend on ``split_seed``. Not the UCI
-    Wine-Quality data MLPNAS used (file 004, Table 6), which scikit-learn does not ship.
+    Wine-Quality data MLPNAS used (Minutoli et al.'s NAS overview, Table 6), which scikit-learn does not ship.
     """
 
     name = "wine"

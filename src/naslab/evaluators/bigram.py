@@ -1,6 +1,6 @@
 """MLPNAS's "bigram" weight sharing: stand-alone children that inherit the weights of layer pairs seen before.
 
-MLPNAS (the NAS overview, file 004, Sec. 4.1): "identical pairs of layers (also addressed as *bigrams*)
+MLPNAS (the NAS overview by Minutoli et al., Sec. 4.1): "identical pairs of layers (also addressed as *bigrams*)
 share weights connecting them. [...] we use a dictionary that stores bigrams of the layers sampled so
 far and their corresponding weights, that will be transferred to newly sampled architectures whenever
 the opportunity arises." Its Keras code keys that dictionary by (previous layer, this layer), each layer
@@ -122,7 +122,7 @@ class BigramStore:
 
 
 class BigramEvaluator(StandaloneEvaluator[MLPGenotype]):
-    """Stand-alone training of each child, warm-started from the bigram store (MLPNAS, file 004 Sec. 4.1).
+    """Stand-alone training of each child, warm-started from the bigram store (MLPNAS, the NAS overview Sec. 4.1).
 
     Arguments are `StandaloneEvaluator`'s, plus `store_path` (where the store is saved after every child;
     None keeps it in memory) and `resume` (load `store_path` if it exists).

@@ -1,6 +1,6 @@
 """`evaluator=table`: scores looked up in a file of measured results, for exact and fast studies.
 
-The search-phase study (file 003, Sec. 4.2) trains every architecture of a small space stand-alone
+The search-phase study (Sciuto et al. arXiv:1902.08142, Sec. 4.2) trains every architecture of a small space stand-alone
 with several seeds and uses the mean as ground truth. `mode=groundtruth` (`naslab.groundtruth`) writes
 such a file: one JSON line per (architecture, seed) trial, the archive format (`archive.jsonl`) with
 keys `seed<s>:<architecture key>`, so it is append-only, fsynced and resumable like any search. A
@@ -141,7 +141,7 @@ class ResultTable:
         return 1 + sum(1 for e in self.entries.values() if e.values and e.mean > mean)
 
     def rank_evolution(self) -> tuple[list[int], list[TableEntry], np.ndarray]:
-        """How the architectures' ranks change while they train (file 003, Appendix C, Fig. 8).
+        """How the architectures' ranks change while they train (Sciuto et al. arXiv:1902.08142, Appendix C, Fig. 8).
 
         At every epoch that all measured architectures were validated at (`evaluator.validate_every`
         when the table was built), each architecture's score is averaged over its seeds and the

@@ -175,9 +175,9 @@ ENAS_MACRO_OP_NAMES: tuple[str, ...] = (
 
 # Op sets of the papers, in the index order their encodings use.
 OP_SETS: dict[str, tuple[str, ...]] = {
-    # ENAS / NAO-WS: 5 ops (Pham et al.; NAO paper, file 000, Sec. 3.2 weight sharing space)
+    # ENAS / NAO-WS: 5 ops (Pham et al.; NAO paper, arXiv:1808.07233, Sec. 3.2 weight sharing space)
     "enas": ("identity", "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3"),
-    # NAO: the 11 ops of Sec. 4.1 (file 000): identity, 1x1 / 3x3 conv, 1x3+3x1, 1x7+7x1, max/avg pools
+    # NAO: the 11 ops of Sec. 4.1 (NAO arXiv:1808.07233): identity, 1x1 / 3x3 conv, 1x3+3x1, 1x7+7x1, max/avg pools
     "nao": (
         "identity",
         "conv_1x1",
@@ -191,7 +191,7 @@ OP_SETS: dict[str, tuple[str, ...]] = {
         "avg_pool_3x3",
         "avg_pool_5x5",
     ),
-    # EPNAS micro: the 6 macro ops (ENAS's index order) plus identity (file 002, "Micro search space")
+    # EPNAS micro: the 6 macro ops (ENAS's index order) plus identity (EPNAS arXiv:1808.00391, "Micro search space")
     "epnas": ("identity", *ENAS_MACRO_OP_NAMES),
     # DARTS: the 8 ops of Liu et al. (incl. the zero op `none`)
     "darts": (

@@ -2,8 +2,8 @@
 
 A network is a chain of L layers. Layer i picks one op and a subset of the earlier layers 0..i-1
 whose outputs are added to its own (skip connections), so layer i has |ops| * 2**i choices and
-the space has prod_i |ops| * 2**i architectures (~1.6e29 for L = 12 and the 6 ENAS ops; EPNAS,
-file 002, quotes ~2e29). The token sequence lists, layer by layer, [op index, one 0/1 per earlier
+the space has prod_i |ops| * 2**i architectures (~1.6e29 for L = 12 and the 6 ENAS ops;
+EPNAS, arXiv:1808.00391, quotes ~2e29). The token sequence lists, layer by layer, [op index, one 0/1 per earlier
 layer], which is exactly ENAS's arc-string layout (`cifar10_macro_final.sh`) and its controller's
 per-position softmax sizes.
 
@@ -228,7 +228,7 @@ class MacroSpace(Space[MacroGenotype]):
     def genotype_from_dict(self, data: Any) -> MacroGenotype:
         return MacroGenotype.from_dict(data)
 
-    # --- progressive search (EPNAS / PNAS, file 002 Sec. 3): one more layer per level ------------
+    # --- progressive search (EPNAS / PNAS, EPNAS arXiv:1808.00391 Sec. 3): one more layer per level ------------
     def level(self, genotype: MacroGenotype) -> int:
         """The complexity level of a (partial) genotype: its number of layers, 1..num_layers."""
         return genotype.num_layers

@@ -6,7 +6,7 @@ reduction cell. The token sequence lists, cell by cell and node by node,
 their position (inputs 0..k+1 for node k, ops 0..|ops|-1), which is what an ENAS controller's
 per-position softmax and NAO's decoder mask need.
 
-`tied=True` is the cell space of PNAS and EPNAS (file 002, "Micro search space"): one cell structure
+`tied=True` is the cell space of PNAS and EPNAS (EPNAS arXiv:1808.00391, "Micro search space"): one cell structure
 describes the whole network, the reduction cells being the same cell with strides, so the tokens
 list one cell. Tied spaces grow progressively: level b is a cell of b blocks (`expand`), and a cell
 of fewer blocks runs in the same networks and supernet (the 1x1 convs that read a cell output take

@@ -1,8 +1,8 @@
-"""The MLPNAS space: multi-layer perceptrons of variable depth (the NAS overview, file 004, Sec. 4-5).
+"""The MLPNAS space: multi-layer perceptrons of variable depth (the NAS overview by Minutoli et al., Sec. 4-5).
 
 MLPNAS searches a chain of dense layers, each a (width, activation) pair with widths 8..512 (powers of
 two) and activations sigmoid / tanh / ReLU / ELU, optionally followed by dropout at a fixed rate of
-0.2, at most 10 layers, then an output layer sized by the task (file 004, Sec. 5.1). Its controller
+0.2, at most 10 layers, then an output layer sized by the task (the NAS overview, Sec. 5.1). Its controller
 emits one token per layer from a vocabulary of (width, activation) pairs and an end token.
 
 Tokens here: one position per layer slot (`max_layers` of them, all of kind "layer"). Token t < V,
@@ -41,7 +41,7 @@ from naslab.spaces.micro_genotype import GenotypeError, parse_genotype_json
 
 __all__ = ["ACTIVATIONS", "MLP_WIDTHS", "MLPGenotype", "MLPLayer", "MLPNetwork", "MLPSpace"]
 
-# The MLPNAS choices (file 004, Sec. 5.1).
+# The MLPNAS choices (Minutoli et al.'s NAS overview, Sec. 5.1).
 MLP_WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 TASK_KINDS = ("image", "tabular")  # classification tasks whose inputs can be flattened into feature vectors

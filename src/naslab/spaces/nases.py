@@ -1,7 +1,7 @@
-"""The NASES macro search space (Liu, "Neural architecture search in embedding space", file 001).
+"""The NASES macro search space (Liu, "Neural Architecture Search in Embedding Space").
 
 A network is a chain of L = 15 layers described by 4 * L = 60 continuous numbers in the box
-[low, high] = [0, 30] (file 001 Sec. 3.2.2 and Sec. 4.2.2: "a 15-layer convolutional architecture
+[low, high] = [0, 30] (Liu's NASES paper Sec. 3.2.2 and Sec. 4.2.2: "a 15-layer convolutional architecture
 by using 60 hyperparameters"; Sec. 4.1.1 samples the architecture space uniformly "at the interval
 [0, 30]"). Value 4 * l + k belongs to layer l, in the paper's order k = 0 number of filters,
 1 filter size, 2 kernel type, 3 connection coefficient. The child network turns them into a
@@ -178,7 +178,7 @@ class NASESRules:
         return tuple(layers)
 
 
-PAPER_RULES = NASESRules()  # file 001's rules, completed where the paper is silent (module docstring)
+PAPER_RULES = NASESRules()  # NASES's rules, completed where the paper is silent (module docstring)
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,7 @@ class NASESSpace(Space[NASESGenotype]):
 
     # --- sampling, decoding and counting ----------------------------------------------------
     def sample(self, rng: np.random.Generator) -> NASESGenotype:
-        """Every value uniform in [low, high), independently (file 001 Sec. 4.1.1's uniform architecture space)."""
+        """Every value uniform in [low, high), independently (the NASES paper's uniform space, Sec. 4.1.1)."""
         return NASESGenotype(tuple(rng.uniform(self.low, self.high, size=self.num_values).tolist()))
 
     def decode(self, genotype: NASESGenotype) -> tuple[NASESLayer, ...]:

@@ -1,10 +1,10 @@
-"""The stand-alone child network of the NASES macro space (file 001, Sec. 3.2.2 and Appendix A).
+"""The stand-alone child network of the NASES macro space (Liu's NASES paper, Sec. 3.2.2 and Appendix A).
 
 A chain of decoded layers (see `naslab.spaces.nases` for the decoding rules):
 
     stem.*              3x3 conv + BN: image channels -> layer 0's width (a fixed stem, not searched)
     projections.{i}.*   layer i >= 1: ReLU -> 1x1 conv -> BN from layer i-1's (concatenated) output
-                        to its own width (file 001 A.3: "1x1 ... before the convolution layer,
+                        to its own width (Liu's NASES paper A.3: "1x1 ... before the convolution layer,
                         except for the first layer")
     layers.{i}.*        layer i's op at stride 1, 'same' padding, ReLU-conv-BN order (A.3):
                         conv kxk, depthwise-separable conv kxk applied twice (A.1), max/avg pool kxk
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # nases.py imports this module; only annotations need its lay
 
 __all__ = ["NASES_KINDS", "NASESNetwork", "build_nases_op", "last_readers"]
 
-NASES_KINDS = ("sep_conv", "conv", "max_pool", "avg_pool")  # file 001 A.1's four kernel types
+NASES_KINDS = ("sep_conv", "conv", "max_pool", "avg_pool")  # Liu's NASES paper A.1's four kernel types
 
 
 def build_nases_op(kind: str, kernel: int, width: int) -> nn.Module:

@@ -1,4 +1,4 @@
-"""The recurrent cell space of ENAS, NAO, DARTS and the search-phase study (file 003, Sec. 4.2).
+"""The recurrent cell space of ENAS, NAO, DARTS and the search-phase study (Sciuto et al. arXiv:1902.08142, Sec. 4.2).
 
 The cell reads x_t and h_{t-1}. Node 0 is fixed: a highway over both inputs, s0 = h + c0 * (tanh(h0) - h)
 with (c0, h0) = W0 [x; h]. Each of the `num_nodes` chosen nodes i = 1..n picks one earlier node j < i
@@ -6,7 +6,7 @@ and an activation f from tanh / relu / identity / sigmoid, and computes its own 
 s_i = s_j + sigmoid(c) * (f(h) - s_j) with (c, h) = W_i s_j. The new hidden state is the average of the
 loose ends (nodes no later node reads; ENAS) or of all chosen nodes (DARTS, NAO).
 
-Node i has i input choices and 4 activations, so the space has n! * 4^n cells, the count of file 003:
+Node i has i input choices and 4 activations, so the space has n! * 4^n cells, the count of arXiv:1902.08142:
 32 for n = 2 (its exhaustive study), about 2.6e9 for n = 8 (its "around 2 billion"). ENAS and NAO call their
 cell "12 nodes" counting node 0 (11 chosen here: NAO's 27.3M parameters need exactly 11 node matrices);
 DARTS' 8 nodes are 8 chosen ones. The genotype is DARTS' `recurrent=[(activation, input), ...]` list

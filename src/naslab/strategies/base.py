@@ -75,7 +75,7 @@ class Strategy(ABC, Generic[G]):
         None, or why the trial failed) alongside.
 
         The search loop calls this; most strategies learn from the score alone (the default). NASES
-        overrides it: its reward needs the child's training accuracy as well (file 001, Eq. 1).
+        overrides it: its reward needs the child's training accuracy as well (Liu's NASES paper, Eq. 1).
         """
         self.tell(genotypes, scores)
 

@@ -1,4 +1,4 @@
-"""EPNAS's surrogate function (file 002, "Surrogate function" and "Implementation details").
+"""EPNAS's surrogate function (arXiv:1808.00391, "Surrogate function" and "Implementation details").
 
 EPNAS grows architectures progressively and must score PARTIAL ones, so the surrogate is a recurrent
 net over a variable-length token prefix:

@@ -1,4 +1,4 @@
-"""NAO's encoder, performance predictor and decoder (Luo et al. 2018, file 000, Sec. 3).
+"""NAO's encoder, performance predictor and decoder (Luo et al., arXiv:1808.07233, Sec. 3).
 
 - Encoder: a single-layer LSTM over the architecture's tokens; its hidden states, each normalised
   to unit length, are the embedding e_x = {h_1..h_T}.

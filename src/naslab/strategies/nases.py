@@ -1,6 +1,6 @@
-"""NASES: reinforcement learning in an autoencoder's architecture-embedding space (file 001, Sec. 3.2, Alg. 1).
+"""NASES: reinforcement learning in an autoencoder's architecture-embedding space (Liu's NASES paper, Sec. 3.2, Alg. 1).
 
-Liu, "Neural architecture search in embedding space" (file 001). The controller does not emit a
+Liu, "Neural Architecture Search in Embedding Space". The controller does not emit a
 string of discrete decisions: it is a copy of the pretrained *architecture simulator* (the encoder of
 `nases_autoencoder.ArchitectureAutoencoder`, 60 -> 1000 -> 500 -> 100 -> embedding, sigmoid), and
 its sigmoid outputs are the parameters of a Bernoulli policy over the embedding ("the activation

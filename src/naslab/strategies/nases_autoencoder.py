@@ -1,6 +1,6 @@
 """NASES first stage: the architecture simulator (encoder) and decoder, pretrained as one autoencoder.
 
-Liu, "Neural architecture search in embedding space" (file 001), Sec. 3.2.1 and Sec. 4.1: before the
+Liu, "Neural Architecture Search in Embedding Space", Sec. 3.2.1 and Sec. 4.1: before the
 search, an autoencoder is trained on vectors drawn uniformly from the architecture box [0, 30]^60
 (15 layers x 4 numbers, `NASESSpace`); its encoder is the *architecture simulator*, whose weights
 initialise the controller, and its decoder maps an architecture-embedding back to the 60 numbers
@@ -86,7 +86,7 @@ __all__ = [
 ORIGIN_SIZE = 60  # 15 layers x 4 numbers (NASESSpace(num_layers=15).num_values)
 LOW, HIGH = 0.0, 30.0
 
-# file 001 Table 1: embedding size -> (compression ratio, training loss, testing loss)
+# Liu's NASES paper Table 1: embedding size -> (compression ratio, training loss, testing loss)
 PAPER_TABLE1: dict[int, tuple[float, float, float]] = {
     1: (0.02, 71.78, 72.58),
     5: (0.08, 59.82, 63.37),
@@ -334,7 +334,7 @@ def pretrain(
     low: float = LOW,
     high: float = HIGH,
 ) -> tuple[ArchitectureAutoencoder, dict[str, Any]]:
-    """Trains an autoencoder as file 001 Sec. 4.1; returns it with its best-test-loss weights and metrics.
+    """Trains an autoencoder as Liu's NASES paper Sec. 4.1; returns it with its best-test-loss weights and metrics.
 
     Metrics: train_loss / test_loss (MSE of the kept weights over the whole sets), best_epoch (0-based),
     batch_sizes (one per epoch) and history (per epoch: running train loss, test loss). Training and
@@ -439,7 +439,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        f"Losses: mean squared error per value on the raw [0, 30] scale (file 001 Table 1). Predicting 15 "
+        f"Losses: mean squared error per value on the raw [0, 30] scale (Liu's NASES paper Table 1). Predicting 15 "
         f"everywhere costs {midpoint_loss():.0f}; linear bound = {midpoint_loss():.0f} * (60 - embedding) / 60."
     )
     return "\n".join(lines) + "\n"
@@ -460,7 +460,7 @@ def write_table(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> tuple[Pa
 
 
 def plot_compression(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Double-axis PNG as file 001 Fig. 3: losses (left) and compression ratio (right) against embedding size."""
+    """Double-axis PNG as the NASES paper Fig. 3: losses (left) and compression ratio (right) against embedding size."""
     from naslab.analysis.canvas import plot_axes
 
     path, fig, ax = plot_axes(path, (6.0, 4.0))

@@ -1,4 +1,4 @@
-"""NASES's reward and reward pool (file 001, Eq. 1 and Sec. 4.2.2), the parts `strategy=nases` is built on.
+"""NASES's reward and reward pool (Liu's NASES paper, Eq. 1 and Sec. 4.2.2), the parts `strategy=nases` is built on.
 
 - The reward (Eq. 1) is (ACC_val - (ACC_tr - ACC_val))^3 = (2 ACC_val - ACC_tr)^3: validation accuracy
   minus the generalisation gap, cubed, so a child that fits its training data without generalising
@@ -31,7 +31,7 @@ FAILED_REWARD = -1.0  # (2 * 0 - 1) ** 3, Eq. 1's least: a child that failed to 
 
 
 def nases_reward(acc_val: float, acc_train: float) -> float:
-    """Eq. 1 of file 001: (2 * acc_val - acc_train) ** 3, for accuracies in [0, 1]."""
+    """Eq. 1 of Liu's NASES paper: (2 * acc_val - acc_train) ** 3, for accuracies in [0, 1]."""
     for name, value in (("acc_val", acc_val), ("acc_train", acc_train)):
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise ValueError(f"{name} must be an accuracy in [0, 1], got {value}")

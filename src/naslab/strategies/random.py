@@ -1,4 +1,4 @@
-"""Random search: the baseline every NAS method must beat (Sciuto, Yu et al., file 003).
+"""Random search: the baseline every NAS method must beat (Sciuto, Yu, Jaggi, Musat, Salzmann, arXiv:1902.08142).
 
 Samples uniformly over the space's decisions and never proposes the same network twice
 (duplicates are recognised up to the space's symmetries via `space.canonical`).

@@ -1,6 +1,6 @@
 """EPNAS's sampling law: K architectures drawn by predicted score, sharpened or flattened by a temperature.
 
-EPNAS (file 002, Sec. 3) relaxes PNAS's greedy top-K: from the surrogate's predictions s_i, the
+EPNAS (arXiv:1808.00391, Sec. 3) relaxes PNAS's greedy top-K: from the surrogate's predictions s_i, the
 normalised p_i = s_i / sum_j s_j is turned into the sampling probability p_i^(1/tau) / sum_j p_j^(1/tau),
 "with temperature tau decaying quickly to one as the number of iterations increases": a high tau
 explores (tau -> infinity is uniform), tau = 1 samples in proportion to the predictions, and tau -> 0

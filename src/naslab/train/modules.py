@@ -57,7 +57,7 @@ def validation_score(task: Task, metrics: Mapping[str, Any]) -> tuple[float, dic
     """(score, extras) from a Trainer's validation metrics: accuracy, or 80 / perplexity for text.
 
     A classifier's extras hold the last epoch's training accuracy (running, in training mode, as
-    Keras reports it) when it was logged: NASES's reward weighs the generalisation gap (file 001, Eq. 1).
+    Keras reports it) when it was logged: NASES's reward weighs the generalisation gap (Liu's NASES paper, Eq. 1).
     """
     if task.kind == "text":
         ppl = float(metrics["val/ppl"])
