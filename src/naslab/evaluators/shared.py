@@ -115,8 +115,6 @@ class SharedWeightsSearch(L.LightningModule):
         step_every_weight: bool = False,
     ):
         super().__init__()
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown shared-weight scheduler '{scheduler}'; expected one of {SCHEDULERS}")
         self.automatic_optimization = False
         self.objective = objective or ImageObjective()
         self.supernet = supernet

@@ -150,12 +150,16 @@ class AuxiliaryHead(nn.Module):
         )
         self.classifier = nn.Linear(768, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def pooled(x: torch.Tensor) -> torch.Tensor:
+        """ReLU, then DARTS' pooling of 8x8 (CIFAR) with a 5x5 window, stride 3 -> 2x2; smaller maps go
+        straight to 2x2. Both act per channel (the weight-sharing head slices channels after them)."""
         x = F.relu(x)
-        # DARTS pools 8x8 (CIFAR) with a 5x5 window, stride 3 -> 2x2; smaller maps go straight to 2x2.
         x = F.avg_pool2d(x, 5, stride=3) if min(x.shape[-2:]) >= 5 else x
-        x = F.adaptive_avg_pool2d(x, 2)
-        return self.classifier(self.features(x).flatten(1))
+        return F.adaptive_avg_pool2d(x, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.pooled(x)).flatten(1))
 
 
 class MicroNetwork(nn.Module):

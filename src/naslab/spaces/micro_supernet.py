@@ -79,12 +79,8 @@ class SlicedAuxiliaryHead(AuxiliaryHead):
         self.chunk_width = chunk_width
 
     def forward(self, x: torch.Tensor, chunks: Sequence[int]) -> torch.Tensor:  # type: ignore[override]
-        x = F.relu(x)
-        # AuxiliaryHead's pooling (ReLU and pooling act per channel, so they commute with the slicing)
-        x = F.avg_pool2d(x, 5, stride=3) if min(x.shape[-2:]) >= 5 else x
-        x = F.adaptive_avg_pool2d(x, 2)
         conv = self.features[0]
-        x = F.conv2d(x, conv.weight[:, _columns(chunks, self.chunk_width)])
+        x = F.conv2d(self.pooled(x), conv.weight[:, _columns(chunks, self.chunk_width)])
         return self.classifier(self.features[1:](x).flatten(1))
 
 
