@@ -102,5 +102,5 @@ def test_nan_loss_is_a_logged_failed_trial(caplog) -> None:
         epochs=1,
     )
     [evaluation] = evaluator.evaluate([space.sample(np.random.default_rng(0))])
-    assert evaluation.score == 0.0 and "training loss is nan" in evaluation.error
+    assert evaluation.score == 0.0 and "training loss is not finite at epoch 0, step 0" in evaluation.error
     assert "child failed, scored 0" in caplog.text

@@ -338,3 +338,23 @@ def test_random_valid_batches_are_seeded_unaugmented_search_valid_images(tmp_pat
     final = CIFAR10DataModule(data_dir=str(tmp_path), phase="final")
     with pytest.raises(RuntimeError, match="only in the search phase"):
         final.random_valid_batches(1)
+
+
+def test_random_valid_batches_from_the_transformed_cache_equal_the_image_by_image_ones(tmp_path, monkeypatch) -> None:
+    """The search-valid split is transformed once and indexed (a weight-sharing search scores thousands of
+    architectures on it); a split too big for the cache is served image by image: the same tensors."""
+    import naslab.data.base as base
+
+    write_cifar10(tmp_path)
+    cached = CIFAR10DataModule(data_dir=str(tmp_path), search_valid_size=30, batch_size=8)
+    monkeypatch.setattr(base, "VALID_CACHE_BYTES", 0)
+    uncached = CIFAR10DataModule(data_dir=str(tmp_path), search_valid_size=30, batch_size=8)
+    for seed, (num, size) in enumerate([(3, 6), (2, 25), (1, 100)]):
+        a = uncached.random_valid_batches(num, size, torch.Generator().manual_seed(seed))
+        monkeypatch.setattr(base, "VALID_CACHE_BYTES", 1 << 30)
+        b = cached.random_valid_batches(num, size, torch.Generator().manual_seed(seed))
+        monkeypatch.setattr(base, "VALID_CACHE_BYTES", 0)
+        assert len(a) == len(b) == num
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb) and xa.dtype == xb.dtype and ya.dtype == yb.dtype
+    assert cached._valid_cache not in (None, False) and uncached._valid_cache is False

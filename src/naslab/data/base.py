@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 PHASES = ("search", "final")
 # The test-set cap must not depend on split_seed (the test set is the same for every seed).
 _TEST_CAP_SEED = 0
+VALID_CACHE_BYTES = 1 << 30  # search-valid images kept transformed in memory up to this size (CIFAR-10: 307 MB)
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -166,6 +167,7 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         self.test_set: Dataset | None = None
         self.train_indices: list[int] = []
         self.valid_indices: list[int] = []
+        self._valid_cache: tuple[torch.Tensor, torch.Tensor] | bool | None = None  # see _valid_tensors
 
     # -- subclass interface ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -243,7 +245,7 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
             sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
-            pin_memory=False,
+            pin_memory=torch.cuda.is_available(),  # page-locked batches: asynchronous host-to-GPU copies
             persistent_workers=self.num_workers > 0,
             # Without its own generator, every pass over a loader draws a worker base seed from the
             # global RNG: scoring on search-valid would then change the augmentation of later training.
@@ -284,10 +286,34 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         n = len(self.valid_set)  # type: ignore[arg-type]
         size = min(batch_size or self.batch_size, n)
         need = num_batches * size
-        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))]).tolist()
+        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))])
+        cached = self._valid_tensors()
+        if cached is not None:  # the same rows default_collate would stack, without transforming them again
+            images, labels = cached
+            return [(images[ids], labels[ids]) for ids in order[: num_batches * size].split(size)]
+        ids = order.tolist()
         return [
-            default_collate([self.valid_set[i] for i in order[b * size : (b + 1) * size]]) for b in range(num_batches)
+            default_collate([self.valid_set[i] for i in ids[b * size : (b + 1) * size]]) for b in range(num_batches)
         ]
+
+    def _valid_tensors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """search-valid through the eval transform, as (images, labels) tensors, or None if it is too big.
+
+        Weight-sharing searches score thousands of architectures on random search-valid batches (NAO-WS:
+        1000 per generation on 500 images each); the eval transform has no randomness, so its images are
+        transformed once and indexed after that. Splits over `VALID_CACHE_BYTES` (ImageNet) are served
+        image by image as before.
+        """
+        if self._valid_cache is None:
+            assert self.valid_set is not None
+            first = self.valid_set[0][0]
+            n = len(self.valid_set)  # type: ignore[arg-type]
+            if not isinstance(first, torch.Tensor) or first.element_size() * first.numel() * n > VALID_CACHE_BYTES:
+                self._valid_cache = False
+            else:
+                images, labels = default_collate([self.valid_set[i] for i in range(n)])
+                self._valid_cache = (images, labels)
+        return self._valid_cache or None
 
     def _require_setup(self) -> None:
         if self.train_set is None:

@@ -43,8 +43,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import lightning as L
 import numpy as np
@@ -58,6 +59,8 @@ from naslab.loggers import quiet_lightning
 from naslab.search import SearchResult, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
 from naslab.strategies.base import Strategy
+from naslab.train.layout import lay_out_network
+from naslab.train.nonfinite import NonFiniteWatch, log_interval
 from naslab.train.objectives import ImageObjective, Objective, StepLoss, objective_for
 
 log = logging.getLogger(__name__)
@@ -138,12 +141,14 @@ class SharedWeightsSearch(L.LightningModule):
         self.strategy_every = max(1, strategy_every)
         self.log_fn = log_metrics
         self.best_so_far = max((r.score for r in archive.records if r.error is None), default=0.0)
+        self.nonfinite = NonFiniteWatch()  # no device sync per step on an accelerator
 
     def train_dataloader(self) -> Any:
         return self.train_loader
 
     def on_train_epoch_start(self) -> None:
         self.objective.reset()  # a language model's hidden state starts from zero each epoch
+        self.nonfinite.reset()
 
     def configure_optimizers(self):
         params = [p for p in self.supernet.parameters() if p.requires_grad]  # ENAS: a frozen aux head is not trained
@@ -169,7 +174,7 @@ class SharedWeightsSearch(L.LightningModule):
         forward_with_aux = getattr(self.supernet, "forward_with_aux", None)
         if self.objective.kind != "image" or forward_with_aux is None:
             return self.objective.loss(self.supernet, batch, genotype)
-        x, y = batch
+        x, y = self.objective.lay_out(batch[0]), batch[1]
         logits, aux = forward_with_aux(x, genotype)
         nll = F.cross_entropy(logits, y)
         loss = nll
@@ -181,9 +186,9 @@ class SharedWeightsSearch(L.LightningModule):
         genotype = self.strategy.sample_for_training(1)[0]
         step = self.weight_step_loss(batch, genotype)
         loss = step.loss
-        if not torch.isfinite(loss):
+        if self.nonfinite.diverged(loss, batch_idx, log_interval(self)):
             raise FloatingPointError(
-                f"shared-weight loss is {loss.item()} at epoch {self.current_epoch}, step {batch_idx}"
+                f"shared-weight loss is not finite at epoch {self.current_epoch}, {self.nonfinite.window()}"
             )
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=not self.step_every_weight)
@@ -257,8 +262,9 @@ class SharedWeightsSearch(L.LightningModule):
             return record
         start = time.perf_counter()
         index = len(self.archive)
-        batches = [(x.to(self.device), y.to(self.device)) for x, y in self.score_batches(index)]
-        score, measured = self.objective.score(self.supernet, genotype, batches)
+        batches = [(x.to(self.device, non_blocking=True), y.to(self.device)) for x, y in self.score_batches(index)]
+        with self.precision_context():
+            score, measured = self.objective.score(self.supernet, genotype, batches)
         record = ArchiveRecord(
             index=index,
             key=key,
@@ -276,6 +282,11 @@ class SharedWeightsSearch(L.LightningModule):
         if self.log_fn is not None:
             self.log_fn({"search/score": score, "search/best_so_far": self.best_so_far}, record.index)
         return record
+
+    def precision_context(self) -> ContextManager[Any]:
+        """The Trainer's autocast (bf16-mixed / 16-mixed) for scoring outside training_step; none unattached."""
+        trainer = self._trainer
+        return trainer.precision_plugin.forward_context() if trainer is not None else nullcontext()
 
     def save_search_checkpoint(self) -> None:
         """After every strategy phase: shared weights, controller, optimizers, RNG state, strategy."""
@@ -337,6 +348,7 @@ class SharedEvaluator(Evaluator[G]):
         valid_batches: int = 1,
         valid_batch_size: int | None = None,
         network: dict[str, Any] | None = None,
+        channels_last: bool = True,
     ):
         if valid_batches < 1:
             raise ValueError(f"evaluator.valid_batches must be >= 1, got {valid_batches}")
@@ -358,10 +370,11 @@ class SharedEvaluator(Evaluator[G]):
         self.trainer_factory = trainer_factory
         self.train_batches = train_batches
         torch.manual_seed(seed)
-        self.objective = objective_for(task)
+        self.objective = objective_for(task, channels_last=channels_last)
         self.supernet = space.build_supernet(
             task, channels=channels, cells_per_stage=cells_per_stage, **(network or {})
         )
+        lay_out_network(self.supernet, self.objective.memory_format)
         has_aux = self._regularise(classifier_dropout, auxiliary_weight, auxiliary_trained)
         self.hparams = {
             "lr": lr,

@@ -43,7 +43,8 @@ class StandaloneEvaluator(Evaluator[G]):
         epochs: int = 5,
         batch_size: int = 64,
         train_batches: int | float | None = None,
-        channels_last: bool = False,
+        channels_last: bool = True,
+        compile: bool = False,
         channels: int = 16,
         cells_per_stage: int = 1,
         lr: float = 0.05,
@@ -91,6 +92,7 @@ class StandaloneEvaluator(Evaluator[G]):
             "momentum": momentum,
             "weight_decay": weight_decay,
             "channels_last": channels_last,
+            "compile": compile,
             "grad_clip": grad_clip,
             "lm": lm,  # a language model's AR / TAR and bptt (text datasets)
             "optimizer": optimizer,

@@ -21,18 +21,62 @@ OpFactory = Callable[[int, int, bool], nn.Module]
 OPS: Registry[OpFactory] = Registry("op")
 
 
-class ReLUConvBN(nn.Sequential):
+def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """A bias-free 1x1 convolution at `stride`, computed as a stride-1 conv of every stride-th pixel.
+
+    The same numbers as `F.conv2d(x, weight, stride=stride)` (output size ceil(H / stride) either
+    way), but it never calls the strided 1x1 kernel: torch 2.14.1's CPU (oneDNN) weight gradient of a
+    stride-2 1x1 conv segfaults on channels-last inputs from 48x48 up (e.g. 16x8x56x56), and
+    channels-last is naslab's default layout. tests/ops/test_channels_last.py holds the shapes that crash.
+    """
+    if stride == 1:
+        return F.conv2d(x, weight)
+    return F.conv2d(x[:, :, ::stride, ::stride], weight)
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters and state-dict keys) whose strided 1x1 case goes through `pointwise_conv2d`."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        strided_pointwise = (
+            self.kernel_size == (1, 1)
+            and self.stride[0] == self.stride[1] > 1
+            and self.padding == (0, 0)
+            and self.groups == 1
+            and bias is None
+        )
+        if strided_pointwise:
+            return pointwise_conv2d(input, weight, self.stride[0])
+        return super()._conv_forward(input, weight, bias)
+
+
+class ReLUFirst(nn.Sequential):
+    """A Sequential that starts with a ReLU and can be fed an input already passed through it.
+
+    A DARTS mixed op runs every candidate on the same edge input; four of its eight ops start with
+    ReLU. `MixedOp` applies that ReLU once and calls `forward_relued` on each, which keeps one
+    rectified copy of the input for the backward pass instead of four (same numbers, less memory).
+    """
+
+    def forward_relued(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on `x` = relu(input): every layer after the leading ReLU."""
+        for layer in list(self)[1:]:
+            x = layer(x)
+        return x
+
+
+class ReLUConvBN(ReLUFirst):
     """ReLU -> conv -> BN: the plain convolution of the cell spaces."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
 
-class FactorizedConv(nn.Sequential):
+class FactorizedConv(ReLUFirst):
     """ReLU -> 1xk conv -> kx1 conv -> BN (NASNet's "1x7 then 7x1" convolution)."""
 
     def __init__(self, channels: int, kernel: int, stride: int, affine: bool = True):
@@ -45,7 +89,7 @@ class FactorizedConv(nn.Sequential):
         )
 
 
-class DilConv(nn.Sequential):
+class DilConv(ReLUFirst):
     """ReLU -> depthwise dilated conv -> pointwise conv -> BN (DARTS `dil_conv_kxk`)."""
 
     def __init__(
@@ -69,6 +113,10 @@ class SepConv(nn.Sequential):
             DilConv(c_in, c_out, kernel, 1, pad, 1, affine),
         )
 
+    def forward_relued(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on `x` = relu(input) (see `ReLUFirst`)."""
+        return self[1](self[0].forward_relued(x))
+
 
 class FactorizedReduce(nn.Module):
     """Halves the resolution without losing half the pixels: two offset stride-2 1x1 convs.
@@ -82,14 +130,17 @@ class FactorizedReduce(nn.Module):
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             raise ValueError(f"FactorizedReduce needs even height and width, got {tuple(x.shape[-2:])}")
-        x = self.relu(x)
+        return self.forward_relued(self.relu(x))
+
+    def forward_relued(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on `x` = relu(input) (see `ReLUFirst`)."""
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 
@@ -101,7 +152,13 @@ class Identity(nn.Module):
 
 
 class Zero(nn.Module):
-    """The DARTS `none` op: outputs zeros at the op's output resolution."""
+    """The DARTS `none` op: outputs zeros at the op's output resolution.
+
+    `always_zero` lets a mixed op leave it out of its weighted sum: its term w * 0 adds nothing and
+    the gradient of its weight, sum(grad * 0), is exactly 0 either way.
+    """
+
+    always_zero = True
 
     def __init__(self, stride: int):
         super().__init__()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from naslab.ops.cnn import build_op
+from naslab.ops.cnn import build_op, pointwise_conv2d
 from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Cell, MicroGenotype
 from naslab.spaces.micro_network import AuxiliaryHead, build_stems, edge_key, reduction_cells, stem_states
 
@@ -48,7 +48,7 @@ class SlicedConvBN(nn.Module):
         return self.weight[:, _columns(chunks, self.chunk_width)]
 
     def forward(self, x: torch.Tensor, chunks: Sequence[int]) -> torch.Tensor:
-        return self.bn(F.conv2d(F.relu(x), self.weight_for(chunks), stride=self.stride))
+        return self.bn(pointwise_conv2d(F.relu(x), self.weight_for(chunks), self.stride))
 
 
 class SlicedFactorizedReduce(nn.Module):
@@ -66,8 +66,8 @@ class SlicedFactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor, chunks: Sequence[int]) -> torch.Tensor:
         cols = _columns(chunks, self.chunk_width)
         x = F.relu(x)
-        a = F.conv2d(x, self.weight_1[:, cols], stride=2)
-        b = F.conv2d(x[:, :, 1:, 1:], self.weight_2[:, cols], stride=2)
+        a = pointwise_conv2d(x, self.weight_1[:, cols], 2)
+        b = pointwise_conv2d(x[:, :, 1:, 1:], self.weight_2[:, cols], 2)
         return self.bn(torch.cat([a, b], dim=1))
 
 

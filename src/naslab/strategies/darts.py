@@ -131,6 +131,11 @@ class DerivationRecorder(L.Callback):
         )
 
 
+# strategy.precision -> the search Trainer's precision. bf16 needs no loss scaling; the finite-difference
+# Hessian-vector product of order 2 runs in float32 inside it (DartsSearchModule).
+DARTS_PRECISIONS = {"32-true": "32-true", "32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "32-true"}
+
+
 class DartsStrategy(GradientStrategy[G]):
     """Hydra target of `strategy=darts`; defaults are quark0/darts cnn/train_search.py's CIFAR-10 search."""
 
@@ -164,8 +169,17 @@ class DartsStrategy(GradientStrategy[G]):
         eval_batches: int | None = None,
         select: str = "last",
         network: dict[str, Any] | None = None,
+        channels_last: bool = True,
+        precision: str = "32-true",
     ):
         super().__init__(space)
+        if str(precision) not in DARTS_PRECISIONS:
+            raise ValueError(
+                f"strategy.precision must be one of {', '.join(DARTS_PRECISIONS)}, "
+                f"got '{precision}'"
+            )
+        # fp16 needs loss scaling, which the alpha gradients (torch.autograd.grad) would not get: float32 then.
+        self.precision = DARTS_PRECISIONS[str(precision)]
         if order not in (1, 2):
             raise ValueError(f"strategy.order must be 1 or 2, got {order}")
         if select not in ("last", "best"):
@@ -198,6 +212,7 @@ class DartsStrategy(GradientStrategy[G]):
             "virtual_step": virtual_step,
         }
         self.train_batches, self.eval_batches = train_batches, eval_batches
+        self.channels_last = channels_last  # images: NHWC supernet and batches (naslab.train.layout)
         if window_std is not None and window_std < 0:
             raise ValueError(f"strategy.window_std must be >= 0 or null, got {window_std}")
         # Language models: the spread of the training windows' lengths (null: the datamodule's, AWD-LSTM's 5).
@@ -207,7 +222,8 @@ class DartsStrategy(GradientStrategy[G]):
         """The supernet and its alphas, initialised from the seed; `bptt` scales a language model's lr."""
         torch.manual_seed(self.seed)
         supernet = self.space.build_mixed_supernet(task, **self.network)
-        return DartsSearchModule(supernet, objective=objective_for(task), bptt=bptt, **self.module_args)
+        objective = objective_for(task, channels_last=self.channels_last)
+        return DartsSearchModule(supernet, objective=objective, bptt=bptt, **self.module_args)
 
     def search(
         self,
@@ -246,7 +262,7 @@ class DartsStrategy(GradientStrategy[G]):
                 limit_val_batches=0,
                 num_sanity_val_steps=0,
                 default_root_dir=str(run_dir),
-                precision="32-true",  # trainer=gpu's 16-mixed would scale the loss but not the alpha gradients
+                precision=self.precision,
                 **overrides,
             )
         if trainer.world_size > 1:

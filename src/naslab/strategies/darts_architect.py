@@ -105,6 +105,7 @@ def second_order_alpha_gradients(
     clip: float | None = None,
     weight_decay: float = 0.0,
     momentum_term: Sequence[torch.Tensor | None] | None = None,
+    hvp_train_loss: LossFn | None = None,
 ) -> list[torch.Tensor]:
     """DARTS order 2: the unrolled alpha gradient; the weights are left unchanged.
 
@@ -113,7 +114,9 @@ def second_order_alpha_gradients(
     grad_w' L_val is clipped to `clip` before the Hessian-vector product. The defaults (no clip,
     no weight decay, no momentum) are the paper's Eqns. 6-8; `momentum_term` (momentum times the
     SGD buffer, None entries for zero) and `weight_decay` give quark0/darts cnn/architect.py,
-    `clip` and `weight_decay` give rnn/architect.py.
+    `clip` and `weight_decay` give rnn/architect.py. `hvp_train_loss` (default `train_loss`) is the
+    train loss of the two finite-difference passes: under mixed precision, a float32 one, because the
+    difference quotient of two nearly equal gradients would drown in bf16 rounding.
     """
     momentum_term = list(momentum_term) if momentum_term is not None else [None] * len(weights)
     backup = [w.detach().clone() for w in weights]
@@ -136,5 +139,5 @@ def second_order_alpha_gradients(
     direct, valid_w = grads[: len(alphas)], grads[len(alphas) :]
     vector_coef = clip_coefficient(valid_w, clip)
     vector = [v * vector_coef for v in valid_w] if vector_coef < 1.0 else valid_w
-    hvp = finite_difference_hvp(weights, alphas, train_loss, vector, r)
+    hvp = finite_difference_hvp(weights, alphas, hvp_train_loss or train_loss, vector, r)
     return [d - (xi * coef) * h for d, h in zip(direct, hvp)]

@@ -30,8 +30,12 @@ The second-order virtual step (`virtual_step`):
 * `paper`: Eqns. 6-8, w' = w - xi * grad_w L_train (no momentum, weight decay or clipping);
   xi=None: the scheduled weight learning rate.
 
-Everything runs in float32: the finite-difference product and the unscaled alpha gradients are
-not meant for mixed precision, so the search Trainer is built with precision="32-true".
+Precision: float32 by default. Under `bf16-mixed` (strategy.precision, opt-in) the forward
+passes run in bfloat16 autocast except the two finite-difference passes of the Hessian-vector
+product, which stay float32 (their difference quotient would drown in bf16 rounding); parameters,
+alpha and optimizer states are float32 throughout. On a toy supernet a bf16 alpha gradient is off by
+30-55 % (tests/strategies/test_darts_precision.py), hence opt-in. fp16 (16-mixed) would need loss
+scaling that the alpha gradients do not get, so `DartsStrategy` runs float32 instead.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from naslab.strategies.darts_architect import first_order_alpha_gradients, second_order_alpha_gradients
+from naslab.train.layout import lay_out_network
 from naslab.train.objectives import ImageObjective, Objective, StepLoss
 
 log = logging.getLogger(__name__)
@@ -87,7 +92,8 @@ class DartsSearchModule(L.LightningModule):
         if bptt is not None and bptt < 1:
             raise ValueError(f"bptt must be >= 1, got {bptt}")
         self.automatic_optimization = False
-        self.supernet = supernet
+        self.objective = objective or ImageObjective()  # a language model's carries hidden state per stream
+        self.supernet = lay_out_network(supernet, self.objective.memory_format)  # images: NHWC if the objective's is
         shapes: Mapping[str, tuple[int, int]] = supernet.alpha_shapes  # type: ignore[assignment]
         # DARTS initialises alpha at 1e-3 * N(0, 1): every op starts almost equally weighted.
         self.alphas = nn.ParameterDict({k: nn.Parameter(alpha_init * torch.randn(*s)) for k, s in shapes.items()})
@@ -97,7 +103,6 @@ class DartsSearchModule(L.LightningModule):
         self.alpha_optim = {"lr": alpha_lr, "betas": tuple(alpha_betas), "weight_decay": alpha_weight_decay}
         self.xi, self.fd_r, self.virtual_step = xi, fd_r, virtual_step
         self.max_nonfinite_steps = max_nonfinite_steps
-        self.objective = objective or ImageObjective()  # a language model's carries hidden state per stream
         self.bptt = bptt  # text: the learning rate is scaled by window length / bptt (None: not scaled)
         self.nonfinite_in_a_row = 0
         self.epoch_stats = dict.fromkeys(EPOCH_STATS, 0.0)  # sums over the current epoch's steps
@@ -108,7 +113,7 @@ class DartsSearchModule(L.LightningModule):
         return {k: F.softmax(a.detach() if detach else a, dim=-1) for k, a in self.alphas.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.supernet(x, self.architecture_weights())
+        return self.supernet(self.objective.lay_out(x), self.architecture_weights())
 
     def batch_loss(
         self,
@@ -196,6 +201,10 @@ class DartsSearchModule(L.LightningModule):
         def train_loss() -> torch.Tensor:
             return self.batch_loss(train, self.architecture_weights(), "train", advance=False, regularise=False).loss
 
+        def float32_train_loss() -> torch.Tensor:  # the finite-difference passes: no autocast (bf16-mixed)
+            with torch.autocast(self.device.type, enabled=False):
+                return train_loss()
+
         def valid_loss() -> torch.Tensor:
             loss = self.batch_loss(valid, self.architecture_weights(), "valid", regularise=False).loss
             seen.append(float(loss.detach()))
@@ -207,7 +216,9 @@ class DartsSearchModule(L.LightningModule):
             weights = [p for p in self.supernet.parameters() if p.requires_grad]
             lr = self.current_lr() if scheduled_lr is None else scheduled_lr
             step = self.virtual_step_args(weights, lr)
-            grads = second_order_alpha_gradients(weights, alphas, train_loss, valid_loss, r=self.fd_r, **step)
+            grads = second_order_alpha_gradients(
+                weights, alphas, train_loss, valid_loss, r=self.fd_r, hvp_train_loss=float32_train_loss, **step
+            )
         loss = seen[-1]
         if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
             self._skip("architecture", loss)

@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from naslab.train.layout import laid_out, lay_out_network, memory_format
+from naslab.train.nonfinite import NonFiniteWatch, log_interval
+
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the evaluator records it as a failed trial."""
@@ -34,7 +37,8 @@ class ClassifierModule(L.LightningModule):
         epochs: int = 1,
         auxiliary_weight: float = 0.0,
         drop_path_prob: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool = True,
+        compile: bool = False,
         label_smoothing: float = 0.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
@@ -42,24 +46,30 @@ class ClassifierModule(L.LightningModule):
         super().__init__()
         # Factories from Hydra (`_partial_: true`); None = SGD(lr, momentum, wd) + cosine to lr_min.
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        # NHWC is about 2x faster than NCHW for these small depthwise-heavy nets on CPU
-        # (benchmarks/channels_last.py), but off by default: torch 2.14.1's CPU (oneDNN) backward of
-        # a stride-2 1x1 conv segfaults on some channels-last shapes (e.g. 16x8x56x56).
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.network = network.to(memory_format=self.memory_format)
+        # NHWC: about 2x faster for these depthwise-heavy nets on CPU (naslab.train.layout).
+        self.memory_format = memory_format(channels_last)
+        self.network = lay_out_network(network, self.memory_format)
+        # torch.compile of the training and evaluation forwards (not registered as modules: the state
+        # dict keeps the network's own keys). A drop-path probability that changes every epoch may
+        # recompile once per epoch; torch falls back to eager beyond its recompile limit.
+        with_aux = getattr(network, "forward_with_aux", None)
+        self.train_forward = torch.compile(with_aux) if compile and with_aux is not None else with_aux
+        self.eval_forward = torch.compile(network.forward) if compile else network.__call__
         self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.nonfinite = NonFiniteWatch()  # no device sync per step on an accelerator
 
     def _laid_out(self, x: torch.Tensor) -> torch.Tensor:
         """The batch in the network's memory format; only image batches (rank 4) have a channels-last one."""
-        return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x
+        return laid_out(x, self.memory_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(self._laid_out(x))
+        return self.eval_forward(self._laid_out(x))
 
     def on_train_epoch_start(self) -> None:
+        self.nonfinite.reset()
         if hasattr(self.network, "set_drop_path"):
             # DARTS schedule: drop_path_prob * epoch / epochs, so early epochs are undisturbed.
             self.network.set_drop_path(self.hparams.drop_path_prob * self.current_epoch / max(self.hparams.epochs, 1))
@@ -67,17 +77,18 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         x = self._laid_out(x)
-        if hasattr(self.network, "forward_with_aux"):
-            logits, aux = self.network.forward_with_aux(x)
+        if self.train_forward is not None:
+            logits, aux = self.train_forward(x)
         else:
-            logits, aux = self.network(x), None
+            logits, aux = self.eval_forward(x), None
         smoothing = self.hparams.label_smoothing
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         if aux is not None and self.hparams.auxiliary_weight > 0:
             loss = loss + self.hparams.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=smoothing)
-        if not torch.isfinite(loss):
+        if self.nonfinite.diverged(loss, batch_idx, log_interval(self)):
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, step {batch_idx} (lr={self.hparams.lr})"
+                f"training loss is not finite at epoch {self.current_epoch}, {self.nonfinite.window()} "
+                f"(lr={self.hparams.lr})"
             )
         self.train_acc(logits, y)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.size(0))

@@ -24,6 +24,7 @@ CLASSIFIER_OPTIONS = (
     "auxiliary_weight",
     "drop_path_prob",
     "channels_last",
+    "compile",
     "label_smoothing",
     "optimizer",
     "scheduler",

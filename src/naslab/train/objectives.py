@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from naslab.spaces.base import Task
+from naslab.train.layout import laid_out, memory_format
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 REWARD_C = 80.0  # ENAS (melodyguan/enas ptb_enas_controller.py): reward = 80 / valid_ppl
@@ -92,6 +93,11 @@ class Objective:
 
     kind = "image"
     metric = "accuracy"
+    memory_format = torch.contiguous_format  # the layout the objective gives batches (images: see ImageObjective)
+
+    def lay_out(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch in the objective's memory layout, which its networks are in too (`lay_out_network`)."""
+        return laid_out(x, self.memory_format)
 
     def loss(
         self,
@@ -120,6 +126,11 @@ class Objective:
 
 
 class ImageObjective(Objective):
+    """Cross-entropy and accuracy; `channels_last` lays every image batch out in NHWC (naslab.train.layout)."""
+
+    def __init__(self, channels_last: bool = True) -> None:
+        self.memory_format = memory_format(channels_last)
+
     def loss(
         self,
         net: nn.Module,
@@ -129,7 +140,7 @@ class ImageObjective(Objective):
         advance: bool = True,
         regularise: bool = True,
     ) -> StepLoss:
-        x, y = batch
+        x, y = self.lay_out(batch[0]), batch[1]
         logits = net(x, arch) if arch is not None else net(x)
         loss = F.cross_entropy(logits, y)
         return StepLoss(loss, loss, (logits.detach().argmax(1) == y).sum(), len(y))
@@ -137,12 +148,15 @@ class ImageObjective(Objective):
     def score(
         self, net: nn.Module, arch: Any, batches: Sequence[Batch], eval_mode: bool = False
     ) -> tuple[float, dict[str, float]]:
-        correct = total = 0
+        hits: list[torch.Tensor] = []
+        total = 0
         with eval_mode_of(net) if eval_mode else batch_statistics(net):
             for x, y in batches:
+                x = self.lay_out(x)
                 logits = net(x, arch) if arch is not None else net(x)
-                correct += int((logits.argmax(1) == y).sum())
+                hits.append((logits.argmax(1) == y).sum())  # stays on the device: one read per score
                 total += len(y)
+        correct = int(torch.stack(hits).sum()) if hits else 0
         return correct / max(total, 1), {}
 
 
@@ -215,6 +229,7 @@ def evaluate_perplexity(net: nn.Module, batches: Sequence[Batch], arch: Any = No
     return perplexity(total / max(count, 1))
 
 
-def objective_for(task: Task, **options: Any) -> Objective:
-    """The objective of a task's kind; `options` go to the text objective (alpha, beta, reward_c)."""
-    return TextObjective(**options) if task.kind == "text" else ImageObjective()
+def objective_for(task: Task, channels_last: bool = True, **options: Any) -> Objective:
+    """The objective of a task's kind; `options` go to the text objective (alpha, beta, reward_c),
+    `channels_last` to the image objective (ignored for text)."""
+    return TextObjective(**options) if task.kind == "text" else ImageObjective(channels_last)
