@@ -174,10 +174,7 @@ class DartsStrategy(GradientStrategy[G]):
     ):
         super().__init__(space)
         if str(precision) not in DARTS_PRECISIONS:
-            raise ValueError(
-                f"strategy.precision must be one of {', '.join(DARTS_PRECISIONS)}, "
-                f"got '{precision}'"
-            )
+            raise ValueError(f"strategy.precision must be one of {', '.join(DARTS_PRECISIONS)}, got '{precision}'")
         # fp16 needs loss scaling, which the alpha gradients (torch.autograd.grad) would not get: float32 then.
         self.precision = DARTS_PRECISIONS[str(precision)]
         if order not in (1, 2):
