@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from naslab.ops.cnn import Conv2d, FactorizedReduce, ReLUConvBN, build_op, pointwise_conv2d
+from naslab.ops.cnn import OP_SETS, Conv2d, FactorizedReduce, ReLUConvBN, build_op, pointwise_conv2d
 from naslab.ops.mixed import MixedOp
 from naslab.spaces import MacroSpace, MicroSpace, Task
 from naslab.spaces.micro_mixed import search_op
@@ -168,16 +168,7 @@ def test_mixed_op_shares_the_relu_skips_the_zero_op_and_keeps_the_plain_sums_num
     """DARTS' MixedOp is sum_o w_o * o(x) (Liu et al. Eqn. 1): the same output and gradients (input,
     mixing weights, op weights) as that sum written out, while the backward pass stores less."""
     torch.manual_seed(0)
-    ops = (
-        "none",
-        "max_pool_3x3",
-        "avg_pool_3x3",
-        "identity",
-        "sep_conv_3x3",
-        "sep_conv_5x5",
-        "dil_conv_3x3",
-        "dil_conv_5x5",
-    )
+    ops = OP_SETS["darts"]  # the 8 DARTS ops: none, pools, identity, separable and dilated convolutions
     for stride in (1, 2):
         mixed = MixedOp([search_op(op, 6, stride) for op in ops])
         x = torch.randn(2, 6, 8, 8, requires_grad=True)

@@ -11,6 +11,7 @@ import torch
 from naslab.spaces import GenotypeError, Task
 from naslab.spaces.macro import MACRO_OPS_ENAS, MacroGenotype, MacroLayer, MacroSpace
 from naslab.spaces.macro_network import MacroNetwork, needed_reductions, reduction_layers
+from tests.lightning_helpers import quiet_trainer
 
 SPACES = [MacroSpace(), MacroSpace(3), MacroSpace(6, ["conv_3x3", "max_pool_3x3"]), MacroSpace(1)]
 
@@ -282,7 +283,6 @@ def test_network_path_errors() -> None:
 
 # --- training ------------------------------------------------------------------------------------
 def test_child_trains_with_the_classifier_module() -> None:
-    import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     from naslab.train.classifier import ClassifierModule
@@ -291,14 +291,7 @@ def test_child_trains_with_the_classifier_module() -> None:
     net = space.build_child(space.sample(np.random.default_rng(0)), Task(4, (1, 8, 8)), channels=4)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     data = DataLoader(TensorDataset(torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))), batch_size=8)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=2)
     trainer.fit(ClassifierModule(net, num_classes=4, lr=0.05), train_dataloaders=data)
     assert trainer.global_step == 2
     assert not torch.equal(before["stem.0.weight"], net.state_dict()["stem.0.weight"])

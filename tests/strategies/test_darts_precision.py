@@ -7,7 +7,6 @@ the tolerances measured here (bf16 is opt-in for DARTS: its alpha gradients are 
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 from lightning.pytorch.utilities import CombinedLoader
@@ -17,6 +16,7 @@ from naslab.spaces.base import Task
 from naslab.spaces.micro import MicroSpace
 from naslab.strategies.darts import DartsStrategy
 from naslab.strategies.darts_module import DartsSearchModule
+from tests.lightning_helpers import quiet_trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,15 +30,7 @@ def one_step(order: int, precision: str) -> tuple[DartsSearchModule, list[torch.
     g = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(6, 1, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g))
     loaders = {"train": DataLoader(data, batch_size=6), "valid": DataLoader(data, batch_size=6)}
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=1, precision=precision)
     trainer.fit(module, train_dataloaders=CombinedLoader(loaders, mode="min_size"))
     return module, dtypes
 

@@ -6,7 +6,6 @@ import io
 import random
 import warnings
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader
 from naslab.loggers import quiet_lightning
 from naslab.spaces.macro import MacroSpace
 from naslab.strategies.epnas_surrogate import Surrogate, SurrogateNet, _collate, _PrefixDataset
+from tests.lightning_helpers import quiet_trainer
 
 SPACE = MacroSpace(num_layers=4)
 CHOICES = SPACE.token_choices()  # [6, 6, 2, 6, 2, 2, 6, 2, 2, 2]
@@ -118,14 +118,7 @@ def test_one_training_step_reaches_embedding_lstm_and_head() -> None:
     # And through Lightning: one optimizer step with training_step's L1 loss moves every part.
     before = {k: v.clone() for k, v in net.state_dict().items()}
     net.zero_grad()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=1)
     with quiet_lightning():
         trainer.fit(net, DataLoader(dataset, batch_size=len(seqs), collate_fn=_collate))
     after = net.state_dict()

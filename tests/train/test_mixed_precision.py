@@ -3,7 +3,6 @@ eager computes, within the tolerances stated per test; parameters stay float32."
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from naslab.spaces import MacroSpace, MicroSpace, Task
 from naslab.train.classifier import ClassifierModule
+from tests.lightning_helpers import quiet_trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TASK = Task(10, (3, 16, 16))
@@ -69,15 +69,7 @@ def _fit(precision: str, compile: bool = False) -> ClassifierModule:
     module = ClassifierModule(net, 10, epochs=1, auxiliary_weight=0.4, compile=compile)
     g = torch.Generator().manual_seed(2)
     data = TensorDataset(torch.randn(32, *TASK.input_shape, generator=g), torch.randint(0, 10, (32,), generator=g))
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=1, precision=precision)
     trainer.fit(module, DataLoader(data, batch_size=8))
     return module
 

@@ -100,3 +100,28 @@ def test_image_objective_scores_accuracy_and_the_factory_picks_by_task_kind() ->
     assert score == 1.0 and extras == {}
     assert isinstance(objective_for(TEXT), TextObjective)
     assert isinstance(objective_for(Task(10, (1, 8, 8))), ImageObjective)
+
+
+def test_batch_statistics_scores_with_the_batchs_statistics_and_leaves_everything_as_it_was() -> None:
+    """Inside: every module in training mode, BatchNorm on the batch's statistics, no gradient; after:
+    running statistics, momenta and each module's mode as before (also when called many times, as a
+    weight-sharing search does, with the module list cached)."""
+    from torch import nn
+
+    from naslab.train.objectives import batch_statistics
+
+    net = nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, momentum=0.3), nn.Dropout(0.5), nn.BatchNorm2d(3))
+    net[3].eval()  # a submodule in eval mode while the network trains
+    x = torch.randn(4, 2, 5, 5) * 3 + 1
+    before = [b.running_mean.clone() for b in (net[1], net[3])]
+    for _ in range(3):
+        with batch_statistics(net):
+            assert all(m.training for m in net.modules()) and not torch.is_grad_enabled()
+            out = net[1](net[0](x))
+            torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)  # batch stats
+        assert net.training and not net[3].training and net[1].momentum == 0.3
+        assert all(torch.equal(b.running_mean, r) for b, r in zip((net[1], net[3]), before))
+    net.eval()
+    with batch_statistics(net):
+        assert all(m.training for m in net.modules())
+    assert not any(m.training for m in net.modules())

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from naslab.strategies.own_model import own_torch_rng, train_own_model
+from naslab.strategies.own_model import ShuffledPasses, own_torch_rng, train_in_passes
 
 __all__ = ["Surrogate", "SurrogateNet"]
 
@@ -82,6 +82,7 @@ class SurrogateNet(L.LightningModule):
             raise ValueError(f"the surrogate needs at least one input row, got {num_rows}")
         self.save_hyperparameters()
         self.lr = lr
+        self.log_from_step = 0  # steps before it are not logged (see own_model.train_in_passes)
         self.embedding = nn.Embedding(num_rows, input_size)
         self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
@@ -104,6 +105,8 @@ class SurrogateNet(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         ids, lengths, targets = batch
         loss = F.l1_loss(self(ids, lengths), targets)
+        if batch_idx < self.log_from_step:  # `fit` runs all epochs as one: metrics of the last pass only
+            return loss
         self.log("surrogate/l1", loss, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss
 
@@ -217,17 +220,12 @@ class Surrogate:
         if not self.data:
             raise ValueError("surrogate has no data: add(tokens, score) at least one architecture before fit()")
         dataset = _PrefixDataset([self.encode(k) for k in self.data], list(self.data.values()))
-        loader = DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=True,
-            collate_fn=_collate,
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+        generator = torch.Generator().manual_seed(self.seed)
+        loader = ShuffledPasses(dataset, self.batch_size, self.epochs, generator, collate=_collate)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             # few batches per epoch: log every step, without the "smaller than the logging interval" warning
-            metrics = train_own_model(self.net, loader, self.epochs, self.seed, log_every_n_steps=1)
+            metrics = train_in_passes(self.net, loader, self.seed, log_every_n_steps=1)
         return metrics["surrogate/l1"]
 
     @torch.no_grad()

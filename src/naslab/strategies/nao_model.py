@@ -102,6 +102,7 @@ class NAOModel(L.LightningModule):
         self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.attention_out = nn.Linear(2 * hidden, hidden)
         self.output = nn.Linear(hidden, self.vocab.size)
+        self.log_from_step = 0  # steps before it are not logged (see own_model.train_in_passes)
 
     # --- the three parts ---------------------------------------------------------------------
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -199,6 +200,8 @@ class NAOModel(L.LightningModule):
         tokens, scores = batch
         prediction_loss, reconstruction_loss = self.losses(tokens, scores)
         loss = self.trade_off * prediction_loss + (1 - self.trade_off) * reconstruction_loss
+        if batch_idx < self.log_from_step:  # `fit` runs all epochs as one: metrics of the last pass only
+            return loss
         self.log_dict(
             {"nao/loss": loss, "nao/mse": prediction_loss, "nao/nll": reconstruction_loss},
             on_step=False,
@@ -225,16 +228,12 @@ def fit(
 
     The data loader's shuffling is seeded, so a resumed search retrains identically.
     """
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import TensorDataset
 
-    from naslab.strategies.own_model import train_own_model
+    from naslab.strategies.own_model import ShuffledPasses, train_in_passes
 
-    loader = DataLoader(
-        TensorDataset(tokens, scores.float()),
-        batch_size=batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    generator = torch.Generator().manual_seed(seed)
+    loader = ShuffledPasses(TensorDataset(tokens, scores.float()), batch_size, epochs, generator)
     # Own RNG stream (dropout, shuffling): identical training whatever ran before, e.g. after a resume.
-    metrics = train_own_model(model, loader, epochs, seed, accelerator, gradient_clip_val=grad_clip)
+    metrics = train_in_passes(model, loader, seed, accelerator, gradient_clip_val=grad_clip)
     return {k: v for k, v in metrics.items() if k.startswith("nao/")}

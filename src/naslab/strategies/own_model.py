@@ -4,15 +4,22 @@ Strategies train their models many times during a search, so the Trainer is quie
 summary or checkpoints) and runs on its own torch RNG stream seeded by `seed`: the same data gives the
 same model whatever ran before (e.g. after a resume), and the search's own random streams are left as
 they were.
+
+A strategy's model sees a few to a few hundred architectures for hundreds of epochs (NAO: 1000), so an
+epoch is often one or two steps and Lightning's per-epoch work would cost more than the steps.
+`ShuffledPasses` hands the Trainer all the epochs' batches as one epoch, in exactly the order the
+per-epoch DataLoader gave them, so a generation costs time in proportion to its data.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import torch
+from torch.utils.data import Dataset, TensorDataset, default_collate
 
 from naslab.loggers import quiet_lightning
 
@@ -48,3 +55,63 @@ def train_own_model(
         trainer.fit(model, loader)
     model.cpu()
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+class ShuffledPasses:
+    """`passes` shuffled passes over a dataset as one iterable of batches.
+
+    The batches, in order, that `passes` epochs of `DataLoader(dataset, batch_size, shuffle=True,
+    generator=generator, collate_fn=collate)` give: each pass draws from `generator` what that loader
+    draws per epoch (its iterator's base seed, the sampler's permutation, and the sampler's second
+    permutation for the empty remainder of `num_samples % n`), so a search trains the same model as
+    before while Lightning runs one epoch instead of `passes`. A `TensorDataset` is indexed directly.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        passes: int,
+        generator: torch.Generator,
+        collate: Callable[[list[Any]], Any] = default_collate,
+    ) -> None:
+        self.dataset, self.batch_size, self.passes = dataset, batch_size, passes
+        self.generator, self.collate = generator, collate
+        self.size = len(dataset)  # type: ignore[arg-type]
+
+    @property
+    def batches_per_pass(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.passes * self.batches_per_pass
+
+    def __iter__(self) -> Iterator[Any]:
+        for _ in range(self.passes):
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the loader iterator's base seed
+            order = torch.randperm(self.size, generator=self.generator)
+            torch.randperm(self.size, generator=self.generator)  # RandomSampler's draw for the empty remainder
+            for ids in order.split(self.batch_size):
+                if isinstance(self.dataset, TensorDataset):
+                    yield [t[ids] for t in self.dataset.tensors]
+                else:
+                    yield self.collate([self.dataset[i] for i in ids.tolist()])
+
+
+def train_in_passes(
+    model: L.LightningModule,
+    loader: ShuffledPasses,
+    seed: int,
+    accelerator: str = "cpu",
+    **trainer_options: Any,
+) -> dict[str, float]:
+    """`train_own_model` over `loader.passes` epochs run as one Lightning epoch.
+
+    The model logs its per-epoch metrics from the last pass only (`log_from_step`), so the metrics
+    returned are the last pass's, as the last epoch's were.
+    """
+    model.log_from_step = (loader.passes - 1) * loader.batches_per_pass
+    try:
+        return train_own_model(model, loader, 1, seed, accelerator, **trainer_options)
+    finally:
+        model.log_from_step = 0
