@@ -35,13 +35,13 @@ NHWC = torch.channels_last
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("size", [7, 8, 15])
 def test_pointwise_conv_matches_the_strided_conv_and_its_gradients(stride: int, size: int) -> None:
-    """NCHW, where the strided kernel is safe: same output (size ceil(H / stride)) and the same
-    gradients for input and weight as F.conv2d(stride=stride)."""
+    """A channels-last input (the rerouted path): the same output (size ceil(H / stride)) and the same
+    gradients for input and weight as F.conv2d(stride=stride) on the NCHW input, the reference."""
     torch.manual_seed(0)
     x = torch.randn(3, 5, size, size, requires_grad=True)
     w = torch.randn(4, 5, 1, 1, requires_grad=True)
     reference = F.conv2d(x, w, stride=stride)
-    ours = pointwise_conv2d(x, w, stride)
+    ours = pointwise_conv2d(x.contiguous(memory_format=NHWC), w, stride)
     assert ours.shape == reference.shape == (3, 4, -(-size // stride), -(-size // stride))
     torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
     g = torch.randn_like(reference)
@@ -49,6 +49,21 @@ def test_pointwise_conv_matches_the_strided_conv_and_its_gradients(stride: int, 
     got = torch.autograd.grad(ours, (x, w), g)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    offset = x[:, :, 1:, 1:]  # FactorizedReduce's second half reads an offset view
+    torch.testing.assert_close(
+        pointwise_conv2d(offset.contiguous(memory_format=NHWC)[:, :, :, :], w, stride),
+        F.conv2d(offset, w, stride=stride),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+def test_an_nchw_input_keeps_the_strided_kernel_bit_for_bit() -> None:
+    """`channels_last=false` computes exactly what naslab computed before the workaround."""
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 6, 12, 12), torch.randn(3, 6, 1, 1)
+    assert torch.equal(pointwise_conv2d(x, w, 2), F.conv2d(x, w, stride=2))
+    assert torch.equal(pointwise_conv2d(x[:, :, 1:, 1:], w, 2), F.conv2d(x[:, :, 1:, 1:], w, stride=2))
 
 
 def test_conv2d_keeps_nn_conv2d_parameters_and_only_reroutes_strided_pointwise() -> None:
@@ -67,10 +82,12 @@ def test_conv2d_keeps_nn_conv2d_parameters_and_only_reroutes_strided_pointwise()
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(F, "conv2d", spy)
-        Conv2d(4, 6, 1, stride=2, bias=False)(x)
+        Conv2d(4, 6, 1, stride=2, bias=False)(x.contiguous(memory_format=NHWC))
         Conv2d(4, 6, 3, stride=2, padding=1, bias=False)(x)
-    # the strided 1x1 conv reads a 5x5 input at stride 1; the 3x3 conv is nn.Conv2d's own call
-    assert calls[0][0] == (5, 5) and calls[1] == ((10, 10), (2, 2))
+        Conv2d(4, 6, 1, stride=2, bias=False)(x)
+    # channels-last: the strided 1x1 conv reads a 5x5 input at stride 1; the 3x3 conv is nn.Conv2d's own
+    # call; an NCHW input keeps the strided 1x1 kernel
+    assert calls[0][0] == (5, 5) and calls[1] == ((10, 10), (2, 2)) and calls[2] == ((10, 10), 2)
 
 
 CRASHING_SHAPES = [(2, 8, 56, 56), (16, 3, 48, 48), (2, 8, 64, 64)]

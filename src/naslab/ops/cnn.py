@@ -22,15 +22,17 @@ OPS: Registry[OpFactory] = Registry("op")
 
 
 def pointwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
-    """A bias-free 1x1 convolution at `stride`, computed as a stride-1 conv of every stride-th pixel.
+    """A bias-free 1x1 convolution at `stride`; in channels-last, a stride-1 conv of every stride-th pixel.
 
     The same numbers as `F.conv2d(x, weight, stride=stride)` (output size ceil(H / stride) either
-    way), but it never calls the strided 1x1 kernel: torch 2.14.1's CPU (oneDNN) weight gradient of a
-    stride-2 1x1 conv segfaults on channels-last inputs from 48x48 up (e.g. 16x8x56x56), and
-    channels-last is naslab's default layout. tests/ops/test_channels_last.py holds the shapes that crash.
+    way), but a channels-last input never reaches the strided 1x1 kernel: torch 2.14.1's CPU (oneDNN)
+    weight gradient of a stride-2 1x1 conv segfaults on channels-last inputs from 48x48 up (e.g.
+    16x8x56x56), and channels-last is naslab's default layout. An NCHW input (`channels_last=false`)
+    takes the strided kernel, so that layout keeps its former numbers bit for bit.
+    tests/ops/test_channels_last.py holds the shapes that crashed.
     """
-    if stride == 1:
-        return F.conv2d(x, weight)
+    if stride == 1 or x.stride(-1) == 1:  # NCHW (width innermost): the strided kernel is safe, keep its numbers
+        return F.conv2d(x, weight, stride=stride)
     return F.conv2d(x[:, :, ::stride, ::stride], weight)
 
 
