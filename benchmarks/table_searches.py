@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from project_config import compose_cfg
 
 from naslab.pipeline import run
@@ -35,7 +35,13 @@ def search(table: str, space: str, strategy: str, seed: int, budget: int, run_di
     cfg = compose_cfg(overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
-    return run(cfg)
+    results = run(cfg)
+    # The choices Hydra records for a run of `run.py`, so that the report names methods as chosen
+    # (`nao` and `nao_small` are both NAOStrategy, named "nao" in results.json).
+    choices = {"hydra": {"runtime": {"choices": {"strategy": strategy, "space": space, "evaluator": "table"}}}}
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(OmegaConf.create(choices), run_dir / ".hydra" / "hydra.yaml")
+    return results
 
 
 def main() -> None:
