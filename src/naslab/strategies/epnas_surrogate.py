@@ -28,7 +28,6 @@ import math
 import warnings
 from typing import Any, Sequence
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,7 +35,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.data import Dataset
 
-from naslab.strategies.own_model import ShuffledPasses, own_torch_rng, train_in_passes
+from naslab.strategies.own_model import OwnModel, ShuffledPasses, own_torch_rng, train_in_passes
 
 __all__ = ["Surrogate", "SurrogateNet"]
 
@@ -69,7 +68,7 @@ def _offsets(token_choices: Sequence[int], token_kinds: Sequence[str] | None = N
     return [start[kind] for kind in token_kinds], total
 
 
-class SurrogateNet(L.LightningModule):
+class SurrogateNet(OwnModel):
     """Embedding over input-row ids -> LSTM over the prefix -> linear -> sigmoid.
 
     Batches are (ids (B, T) right-padded, lengths (B,), targets (B,)); ids already carry the
@@ -82,7 +81,6 @@ class SurrogateNet(L.LightningModule):
             raise ValueError(f"the surrogate needs at least one input row, got {num_rows}")
         self.save_hyperparameters()
         self.lr = lr
-        self.log_from_step = 0  # steps before it are not logged (see own_model.train_in_passes)
         self.embedding = nn.Embedding(num_rows, input_size)
         self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
@@ -105,7 +103,7 @@ class SurrogateNet(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         ids, lengths, targets = batch
         loss = F.l1_loss(self(ids, lengths), targets)
-        if batch_idx < self.log_from_step:  # `fit` runs all epochs as one: metrics of the last pass only
+        if not self.logs(batch_idx):  # `fit` runs all epochs as one: metrics of the last pass only
             return loss
         self.log("surrogate/l1", loss, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss

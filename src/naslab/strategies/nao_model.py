@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
+
+from naslab.strategies.own_model import OwnModel, ShuffledPasses, train_in_passes
 
 
 class TokenVocabulary:
@@ -65,7 +67,7 @@ class Ascent:
     predicted_after: torch.Tensor  # (B,) f(e_x') of the moved embedding
 
 
-class NAOModel(L.LightningModule):
+class NAOModel(OwnModel):
     """Encoder-predictor-decoder; batches are (space tokens (B, T), normalised scores (B,))."""
 
     def __init__(
@@ -102,7 +104,6 @@ class NAOModel(L.LightningModule):
         self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.attention_out = nn.Linear(2 * hidden, hidden)
         self.output = nn.Linear(hidden, self.vocab.size)
-        self.log_from_step = 0  # steps before it are not logged (see own_model.train_in_passes)
 
     # --- the three parts ---------------------------------------------------------------------
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -200,7 +201,7 @@ class NAOModel(L.LightningModule):
         tokens, scores = batch
         prediction_loss, reconstruction_loss = self.losses(tokens, scores)
         loss = self.trade_off * prediction_loss + (1 - self.trade_off) * reconstruction_loss
-        if batch_idx < self.log_from_step:  # `fit` runs all epochs as one: metrics of the last pass only
+        if not self.logs(batch_idx):  # `fit` runs all epochs as one: metrics of the last pass only
             return loss
         self.log_dict(
             {"nao/loss": loss, "nao/mse": prediction_loss, "nao/nll": reconstruction_loss},
@@ -228,10 +229,6 @@ def fit(
 
     The data loader's shuffling is seeded, so a resumed search retrains identically.
     """
-    from torch.utils.data import TensorDataset
-
-    from naslab.strategies.own_model import ShuffledPasses, train_in_passes
-
     generator = torch.Generator().manual_seed(seed)
     loader = ShuffledPasses(TensorDataset(tokens, scores.float()), batch_size, epochs, generator)
     # Own RNG stream (dropout, shuffling): identical training whatever ran before, e.g. after a resume.

@@ -24,6 +24,20 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 from naslab.loggers import quiet_lightning
 
 
+class OwnModel(L.LightningModule):
+    """A strategy's own model: its `training_step` logs per-epoch metrics only when `logs(batch_idx)`.
+
+    `train_in_passes` runs many epochs as one Lightning epoch and sets `log_from_step` to the first
+    step of the last pass, so the epoch means it logs are the last pass's, as the last epoch's were.
+    """
+
+    log_from_step = 0
+
+    def logs(self, batch_idx: int) -> bool:
+        """Whether this step's losses enter the logged epoch means."""
+        return batch_idx >= self.log_from_step
+
+
 @contextmanager
 def own_torch_rng(seed: int) -> Iterator[None]:
     """Runs the block on a torch RNG seeded with `seed`, restoring the caller's torch RNG afterwards."""
@@ -99,19 +113,16 @@ class ShuffledPasses:
 
 
 def train_in_passes(
-    model: L.LightningModule,
+    model: OwnModel,
     loader: ShuffledPasses,
     seed: int,
     accelerator: str = "cpu",
     **trainer_options: Any,
 ) -> dict[str, float]:
-    """`train_own_model` over `loader.passes` epochs run as one Lightning epoch.
-
-    The model logs its per-epoch metrics from the last pass only (`log_from_step`), so the metrics
-    returned are the last pass's, as the last epoch's were.
-    """
+    """`train_own_model` over `loader.passes` epochs run as one Lightning epoch; returns the last pass's
+    metrics (see `OwnModel`)."""
     model.log_from_step = (loader.passes - 1) * loader.batches_per_pass
     try:
         return train_own_model(model, loader, 1, seed, accelerator, **trainer_options)
     finally:
-        model.log_from_step = 0
+        del model.log_from_step  # back to the class's 0: a later plain Trainer logs every step
