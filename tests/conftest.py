@@ -43,6 +43,19 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return _compose
 
 
+def run_py(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python run.py *args` in the repository; its output captured, the process killed in a `finally`."""
+    proc = subprocess.Popen(
+        [sys.executable, "run.py", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
 def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], timeout: float = 180) -> None:
     """Starts `python run.py *args` in run_dir and SIGKILLs it as soon as `ready()` holds.
 

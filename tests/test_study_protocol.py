@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 
 from naslab.evaluators.table import ResultTable
 from naslab.pipeline import logger_names, run
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_py
 
 
 def row_of(lines: list[str], start: str) -> str:
@@ -23,21 +21,10 @@ def row_of(lines: list[str], start: str) -> str:
 
 def test_one_multirun_runs_strategies_x_seeds_and_writes_the_report(compose_cfg, tmp_path: Path) -> None:
     sweep = tmp_path / "study"
-    subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "-m",
-            "experiment=search_phase_table",
-            "strategy=random,reinforce",
-            "seed=0,1,2",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        timeout=600,
+    done = run_py(
+        ["-m", "experiment=search_phase_table", "strategy=random,reinforce", "seed=0,1,2", f"hydra.sweep.dir={sweep}"]
     )
+    assert done.returncode == 0, done.stderr[-2000:]
     runs = sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("results.json"))
     assert runs == [
         f"{s}+table/seed{n}-job{3 * i + n}" for i, s in enumerate(("random", "reinforce")) for n in range(3)
@@ -62,20 +49,9 @@ def test_one_multirun_runs_strategies_x_seeds_and_writes_the_report(compose_cfg,
 
 def test_a_failed_run_does_not_cost_the_report_of_the_others(tmp_path: Path) -> None:
     sweep = tmp_path / "study"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "-m",
-            "experiment=search_phase_table",
-            "strategy=random",
-            "seed=0",
-            "evaluator.path=ptb_rnn_small_e1,/nonexistent/groundtruth.jsonl",  # the second table is missing
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        timeout=600,
+    missing = "evaluator.path=ptb_rnn_small_e1,/nonexistent/groundtruth.jsonl"  # the second table is missing
+    done = run_py(
+        ["-m", "experiment=search_phase_table", "strategy=random", "seed=0", missing, f"hydra.sweep.dir={sweep}"]
     )
     assert done.returncode != 0  # Hydra re-raises the failure ...
     lines = (sweep / "report.md").read_text().splitlines()  # ... and the report of what finished is there

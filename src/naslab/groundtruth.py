@@ -8,6 +8,10 @@ through the configured evaluator and its backend (local, process pool or Ray), o
 `resume=true` and trains only what is missing. At the end the table is written as `groundtruth.md` and
 `groundtruth.csv`, best mean first; `evaluator=table evaluator.path=<run dir>/groundtruth.jsonl` then
 answers searches from it.
+
+`groundtruth.levels=true` also measures the partial architectures of a progressive space (the cells of
+fewer blocks that EPNAS / PNAS train on their way up, `Space.expand`), so that those strategies can
+search the table too. They are marked `partial` in the table: looked up, but never ranked.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from naslab.archive import Archive
@@ -37,6 +42,16 @@ def distinct_architectures(space: Space[Any], genotypes: Iterable[Any]) -> list[
     return list(seen.values())
 
 
+def lower_levels(space: Space[Any]) -> list[Any]:
+    """Every partial architecture of a progressive space: levels 1 .. max_level - 1, one per key."""
+    found: list[Any] = []
+    frontier = space.expand(None)
+    while frontier and space.level(frontier[0]) < space.max_level():
+        found += frontier
+        frontier = distinct_architectures(space, (child for parent in frontier for child in space.expand(parent)))
+    return distinct_architectures(space, found)
+
+
 def build_ground_truth(
     space: Space[Any],
     make_evaluator: Callable[[int], Evaluator[Any]],
@@ -44,13 +59,27 @@ def build_ground_truth(
     run_dir: str | Path,
     resume: bool = False,
     genotypes: Iterable[Any] | None = None,
+    levels: bool = False,
+    sample: int | None = None,
 ) -> ResultTable:
-    """Trains each architecture (default: `space.enumerate()`) once per seed; returns the table."""
+    """Trains each architecture (default: `space.enumerate()`) once per seed; returns the table.
+
+    `levels`: also the partial architectures of the lower progressive levels (`lower_levels`).
+    `sample`: only that many architectures, drawn uniformly without replacement (seed 0), e.g. to
+    measure a sample at a higher budget and compare its ranking with the table's.
+    """
     if not seeds:
         raise ValueError("groundtruth.seeds must list at least one seed")
     run_dir = Path(run_dir)
     archive = Archive(run_dir / TABLE_FILE, resume=resume)
     every = distinct_architectures(space, space.enumerate() if genotypes is None else genotypes)
+    lower = lower_levels(space) if levels else []
+    partial = {space.key(g) for g in lower}
+    every = distinct_architectures(space, [*every, *lower])
+    if sample is not None:
+        if not 1 <= sample <= len(every):
+            raise ValueError(f"groundtruth.sample must be in 1..{len(every)} (the architectures), got {sample}")
+        every = [every[i] for i in sorted(np.random.default_rng(0).choice(len(every), sample, replace=False))]
     total = len(every) * len(seeds)
     log.info(
         "ground truth: %d architectures x %d seeds = %d trials (%d done)", len(every), len(seeds), total, len(archive)
@@ -66,7 +95,10 @@ def build_ground_truth(
             try:
                 for i, evaluation in evaluator.evaluate_each(todo):
                     key = trial_key(seed, space.key(todo[i]))
-                    archive.append(evaluation_record(space, todo[i], key, len(archive), seed, evaluation))
+                    record = evaluation_record(space, todo[i], key, len(archive), seed, evaluation)
+                    if space.key(todo[i]) in partial:
+                        record.extra["partial"] = True  # a lower progressive level: looked up, never ranked
+                    archive.append(record)
                     progress.update(bar, completed=len(archive))
             finally:
                 evaluator.close()

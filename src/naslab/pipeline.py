@@ -21,11 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from naslab.analysis.prediction_plot import plot_predicted_vs_measured
 from naslab.analysis.progression_plot import COLUMNS as PROGRESSION_COLUMNS
 from naslab.analysis.progression_plot import plot_progression, progression_rows
+from naslab.analysis.ranking import SHARED_RANKING_FILE, write_shared_ranking
 from naslab.analysis.search_plot import plot_search_curve
 from naslab.analysis.study import load_wandb_runs
 from naslab.evaluators.base import Evaluator
 from naslab.evaluators.table import ResultTable
-from naslab.groundtruth import build_ground_truth
+from naslab.groundtruth import build_ground_truth, distinct_architectures
 from naslab.loggers import (
     close_logger,
     filter_known_warnings,
@@ -252,6 +253,9 @@ def _search(
     }
     if cfg.dataset.stem == "text":  # scores are 80 / validation perplexity (ENAS' reward); say the perplexity too
         results["search"]["best_perplexity"] = reward_perplexity(outcome.best_score)
+    results["search"]["budget"] = _budget(cfg, strategy)
+    if cfg.search.get("rank_all"):
+        results["search"]["shared_ranking"] = _rank_all(cfg, space, outcome, run_dir)
     log.info(
         "search: best validation score %.4f over %d architectures in %.1f s",
         outcome.best_score,
@@ -259,6 +263,32 @@ def _search(
         outcome.wall_seconds,
     )
     return outcome.best_genotype
+
+
+def _budget(cfg: DictConfig, strategy: Any) -> dict[str, int]:
+    """What the search was allowed to spend, in its own unit: shared-weight epochs for one-shot searches
+    (weight sharing, DARTS), architectures evaluated for stand-alone ones (a study states both)."""
+    if isinstance(strategy, GradientStrategy):
+        return {"shared_epochs": int(cfg.strategy.epochs)}
+    if "epochs" in cfg.evaluator and str(cfg.evaluator._target_).endswith("SharedEvaluator"):
+        return {"shared_epochs": int(cfg.evaluator.epochs)}
+    return {"evaluations": int(cfg.search.num_architectures)}
+
+
+def _rank_all(cfg: DictConfig, space: Space[Any], outcome: Any, run_dir: Path) -> dict[str, Any] | None:
+    """search.rank_all: every architecture of the space scored with the search's shared weights."""
+    if outcome.shared_scorer is None:
+        log.info("search.rank_all: a stand-alone search trains no shared weights; nothing to rank")
+        return None
+    start = time.perf_counter()
+    every = distinct_architectures(space, space.enumerate())
+    scores = outcome.shared_scorer(every, int(cfg.search.rank_batches))
+    path = write_shared_ranking(
+        run_dir / SHARED_RANKING_FILE, [space.key(g) for g in every], [space.describe(g) for g in every], scores
+    )
+    seconds = time.perf_counter() - start
+    log.info("search.rank_all: %d architectures scored with shared weights in %.1f s: %s", len(every), seconds, path)
+    return {"file": path.name, "architectures": len(every), "batches": int(cfg.search.rank_batches), "seconds": seconds}
 
 
 def _evaluator_class(cfg: DictConfig) -> type[Evaluator[Any]]:
@@ -293,6 +323,8 @@ def _ground_truth(
         seeds,
         run_dir,
         resume=bool(cfg.resume),
+        levels=bool(cfg.groundtruth.get("levels", False)),
+        sample=cfg.groundtruth.get("sample"),
     )
     ranked = table.ranked()
     if not ranked:

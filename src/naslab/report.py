@@ -8,7 +8,7 @@ from W&B) and writes, into the output dir:
   the best over seeds, and with a ground-truth table the true score and rank of what each seed found,
   the random baseline's comparison, the REAL-BEST row; then one line per seed;
 - `report.csv` (per method) and `report_runs.csv` (per run);
-- `found_ranks.png`, `rank_trajectories.png` and, when the table was built with learning curves
+- `found_ranks.png`, `rank_trajectories.png`, `rank_vs_cost.png` and, when the table was built with learning curves
   (`evaluator.validate_every`), `rank_evolution.png`.
 
 `ReportAtMultirunEnd` is the Hydra callback that the study presets install, so the one command that
@@ -26,7 +26,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from naslab.analysis.study import StudyReport, StudyRun, load_study
-from naslab.analysis.study_plot import plot_found_ranks, plot_rank_evolution, plot_rank_trajectories
+from naslab.analysis.study_plot import (
+    plot_found_ranks,
+    plot_rank_evolution,
+    plot_rank_trajectories,
+    plot_rank_vs_cost,
+)
 from naslab.evaluators.table import ResultTable
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ def write_report(
     pictures = [
         plot_found_ranks(report, out / "found_ranks.png"),
         plot_rank_trajectories(report, out / "rank_trajectories.png"),
+        plot_rank_vs_cost(report, out / "rank_vs_cost.png"),
         plot_rank_evolution(report.table, out / "rank_evolution.png") if report.table is not None else None,
     ]
     log.info("report of %d runs (%s) in %s", len(runs), ", ".join(report.methods), out)

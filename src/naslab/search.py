@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -30,6 +30,10 @@ MetricsLogger = Callable[[dict[str, float], int], None]
 STATE_FILE = "search_state.pt"
 
 
+# Scores architectures with a weight-sharing search's trained weights on its first n search-valid batches.
+SharedScorer = Callable[[Sequence[Any], int], list[float]]
+
+
 @dataclass
 class SearchResult(Generic[G]):
     best_genotype: G
@@ -37,6 +41,9 @@ class SearchResult(Generic[G]):
     num_evaluated: int
     wall_seconds: float
     archive: Archive
+    # Weight sharing and DARTS: the trained supernet's scores of any architectures (`search.rank_all`
+    # ranks every architecture of the space with it); None for stand-alone searches.
+    shared_scorer: SharedScorer | None = None
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:

@@ -200,7 +200,7 @@ def test_write_report_writes_tables_and_pictures(study, tmp_path: Path) -> None:
     root, _ = study
     report, pictures = write_report(root, tmp_path / "out", tmp_path / "groundtruth.jsonl")
     names = {p.name for p in pictures}
-    assert names == {"found_ranks.png", "rank_trajectories.png"}  # the table has no learning curves
+    assert names == {"found_ranks.png", "rank_trajectories.png", "rank_vs_cost.png"}  # no learning curves
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| nao + table | 3 |" in markdown and "REAL-BEST" in markdown
     per_run = (tmp_path / "out" / "report_runs.csv").read_text().splitlines()
@@ -238,3 +238,76 @@ def test_runs_load_from_a_wandb_group_summary() -> None:
 def test_architecture_key_strips_only_the_epoch_prefix() -> None:
     assert architecture_key('epoch12:{"nodes": []}') == '{"nodes": []}'
     assert architecture_key('{"epoch1:": 1}') == '{"epoch1:": 1}'
+
+
+def write_labelled_run(
+    root: Path,
+    label: str,
+    strategy: str,
+    evaluator: str,
+    seed: int,
+    found: str,
+    seconds: float,
+    budget: dict[str, int],
+    ranking: dict[str, float] | None = None,
+) -> Path:
+    """A run of experiment=search_phase_cnn: its `method=` choice in .hydra/hydra.yaml, its budget and
+    (weight sharing) the shared_ranking.csv of search.rank_all."""
+    run_dir = root / label / f"seed{seed}"
+    (run_dir / ".hydra").mkdir(parents=True)
+    choices = {"method": label, "strategy": strategy, "evaluator": evaluator}
+    (run_dir / ".hydra" / "hydra.yaml").write_text(json.dumps({"hydra": {"runtime": {"choices": choices}}}))
+    Archive(run_dir / "archive.jsonl").append(ArchiveRecord(0, found, {"name": found}, found, 0.5, seed))
+    search = {"best_score": 0.5, "num_evaluated": 1, "wall_seconds": seconds, "budget": budget}
+    if ranking is not None:
+        (run_dir / "shared_ranking.csv").write_text(
+            "key,genotype,shared_score\n" + "".join(f"{k},{k},{v}\n" for k, v in ranking.items())
+        )
+        search["shared_ranking"] = {"file": "shared_ranking.csv", "architectures": len(ranking)}
+    results = {"mode": "search", "strategy": strategy, "evaluator": evaluator, "seed": seed}
+    results |= {"genotype": found, "genotype_key": found, "search": search, "final": None}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    return run_dir
+
+
+def test_labelled_study_reports_method_presets_taus_cost_and_budget_by_hand(tmp_path: Path) -> None:
+    """experiment=search_phase_cnn's report: rows named by the method preset, every method against the
+    `random` preset, the Kendall tau of each weight-sharing run's ranking of all cells, cost and budget."""
+    table = write_table(tmp_path / "groundtruth.jsonl")  # a 0.85 (rank 1), b 0.7 (2), c 0.6 (3), d 0.2 (4)
+    root = tmp_path / "sweep"
+    for seed, found in enumerate("bdc"):
+        write_labelled_run(root, "random", "random", "table", seed, found, 1.0, {"evaluations": 24})
+    for seed, found in enumerate("bdc"):  # random_ws: a random strategy, but not the baseline preset
+        write_labelled_run(root, "random_ws", "random", "shared", seed, found, 5.0, {"shared_epochs": 5})
+    rankings = [
+        {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1},  # the truth's order: tau 1
+        {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4},  # reversed: tau -1
+        {"a": 0.9, "b": 0.8, "c": 0.1, "d": 0.2},  # c and d swapped: 5 of 6 pairs agree, tau 2/3
+    ]
+    for seed, (found, seconds) in enumerate(zip("aab", (10.0, 20.0, 30.0))):
+        budget = {"shared_epochs": 5}
+        write_labelled_run(root, "enas", "reinforce", "shared", seed, found, seconds, budget, rankings[seed])
+    report = StudyReport(load_study(root), table)
+    assert report.methods[0] == "random" and set(report.methods) == {"random", "random_ws", "enas"}
+    assert [r.seed for r in report.baseline_of("enas")] == [0, 1, 2]
+    assert all(r.method == "random" for r in report.baseline_of("random_ws"))
+    enas = report.method_row("enas")
+    assert enas["truth_mean"] == pytest.approx((0.85 + 0.85 + 0.7) / 3)
+    assert enas["rank_mean"] == pytest.approx(4 / 3) and enas["best_rank"] == 1 and enas["found_best"] == 2
+    assert enas["tau_mean"] == pytest.approx((1 - 1 + 2 / 3) / 3)
+    assert enas["tau_std"] == pytest.approx(np.std([1, -1, 2 / 3], ddof=1))
+    assert enas["cost_mean"] == pytest.approx(20.0) and enas["cost_std"] == pytest.approx(10.0)
+    assert enas["budget"] == "shared_epochs 5"
+    expected = stats.mannwhitneyu([0.85, 0.85, 0.7], [0.7, 0.2, 0.6], alternative="two-sided").pvalue
+    assert enas["p_vs_random"] == pytest.approx(expected) and enas["vs_random"] == "better"
+    assert report.method_row("random_ws")["vs_random"] is None  # the same finds as random: no direction
+    assert report.p_vs_random("random") is None and report.p_vs_random("random_ws") == pytest.approx(1.0)
+    assert "tau_mean" not in report.method_row("random")  # no ranking: a stand-alone method
+    markdown = report.to_markdown()
+    assert "| enas | 3 |" in markdown and "0.222 +- " in markdown and "20.0 +- 10.0" in markdown
+    assert f"{expected:.3f} (better)" in markdown
+    assert "shared_epochs 5" in markdown and "evaluations 24" in markdown
+    # the table's two seeds: seed 0 orders a > b > c > d, seed 1 a > b = c > d: 5 concordant pairs, 0 discordant,
+    # one pair tied in seed 1 only -> tau-b = 5 / sqrt(6 * 5)
+    assert table.seed_taus() == {(0, 1): pytest.approx(5 / np.sqrt(30))}
+    assert "Kendall tau between two seeds' measurements (the noise ceiling): 0.913" in markdown

@@ -206,3 +206,39 @@ def test_standalone_evaluator_records_the_learning_curve_when_asked(compose_cfg,
         assert sorted(curve) == [1, 2] and curve[2] == pytest.approx(entry.mean)  # the last point is the score
     with pytest.raises(ValueError, match="must divide"):  # the last epoch would not be validated
         StandaloneEvaluator(SPACE, None, lambda **_: None, None, epochs=3, validate_every=2)
+
+
+def test_seed_taus_by_hand() -> None:
+    """Seeds 0 and 1 order a, b, c identically (tau 1); seed 2 reverses b and c against both (tau 1/3)."""
+    a, b, c = [0, 0, 0, 0], [0, 1, 1, 2], [0, 3, 0, 3]
+    values = {0: (0.9, 0.8, 0.7), 1: (0.6, 0.5, 0.4), 2: (0.9, 0.7, 0.8)}
+    records = [trial(seed, t, v) for seed, vs in values.items() for t, v in zip((a, b, c), vs)]
+    taus = ResultTable.from_records(records).seed_taus()
+    # seed 2 vs 0: pairs (a,b) +, (a,c) +, (b,c) - -> (2 - 1) / 3
+    assert taus == pytest.approx({(0, 1): 1.0, (0, 2): 1 / 3, (1, 2): 1 / 3})
+
+
+def test_ground_truth_of_a_progressive_space_holds_its_lower_levels_unranked(tmp_path) -> None:
+    from naslab.spaces.micro import MicroSpace
+
+    space = MicroSpace(2, ["max_pool_3x3", "identity"], concat="all", tied=True, distinct_inputs=True)
+    complete = {space.key(g) for g in space.enumerate()}  # (1 * 4) * (3 * 4) = 48
+    level1 = {space.key(g) for g in space.expand(None)}  # 4 one-block cells
+    table = build_ground_truth(space, lambda s: PlantedEvaluator(space, seed=s), [0], tmp_path, levels=True)
+    assert len(complete) == 48 and len(level1) == 4
+    assert set(table.entries) == complete | level1 and len(table) == 48
+    assert {e.key for e in table.ranked()} == complete  # partial cells are looked up, never ranked
+    assert all(table.entries[k].partial for k in level1)
+    one_block = space.expand(None)[0]
+    looked_up = TableEvaluator(space, str(tmp_path / "groundtruth.jsonl")).evaluate([one_block])[0]
+    assert looked_up.score == table.entries[space.key(one_block)].mean
+    assert max(table.rank_of(k) for k in complete) <= 48
+
+
+def test_ground_truth_of_a_sample_trains_that_many_architectures(tmp_path) -> None:
+    table = build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s), [0, 1], tmp_path / "a", sample=5)
+    again = build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s), [0], tmp_path / "b", sample=5)
+    assert len(table) == 5 and all(len(e.values) == 2 for e in table.entries.values())
+    assert set(again.entries) == set(table.entries)  # the sample is fixed: a second build measures the same
+    with pytest.raises(ValueError, match="groundtruth.sample must be in 1..32"):
+        build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s), [0], tmp_path / "c", sample=33)

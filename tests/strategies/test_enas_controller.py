@@ -35,6 +35,8 @@ ENAS_OPS = ("identity", "sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_poo
 TINY = {
     "micro": MicroSpace(1, ["sep_conv_3x3", "max_pool_3x3"]),  # both cells: 256 architectures
     "micro_tied": MicroSpace(2, ["max_pool_3x3", "sep_conv_5x5"], tied=True),  # node anchors as inputs: 576
+    # index_2 masked at index_1 (space=micro_tiny's rule): (2 * 1 * 4) * (3 * 2 * 4) = 192
+    "micro_distinct": MicroSpace(2, ["max_pool_3x3", "sep_conv_5x5"], tied=True, distinct_inputs=True),
     "macro": MacroSpace(3, ["conv_3x3", "max_pool_3x3"]),  # 64
     "rnn": RNNSpace(3),  # 3! * 4^3 = 384
 }
@@ -108,8 +110,11 @@ def _shape(logits, temperature, tanh_constant):
     return logits
 
 
-def reference_micro(controller, arc, ops, num_cells, temperature, tanh_constant, op_tanh_reduce):
-    """micro_controller.py: _build_sampler(use_bias=True), then _build_sampler(prev_c=c, prev_h=h)."""
+def reference_micro(controller, arc, ops, num_cells, temperature, tanh_constant, op_tanh_reduce, distinct=False):
+    """micro_controller.py: _build_sampler(use_bias=True), then _build_sampler(prev_c=c, prev_h=h).
+
+    `distinct`: index_2's logits get -inf at index_1 and its token counts the other inputs (naslab's
+    distinct_inputs spaces; the code samples both indices freely)."""
     W, lstm_size, num_nodes = _np(controller), controller.hidden, controller.num_nodes
     # the code's b_soft_no_learn is [0.25, 0.25, -0.25, ...] over its ops (0, 1 = sep_conv_3x3, sep_conv_5x5)
     no_learn = np.array([[0.25 if op in ("sep_conv_3x3", "sep_conv_5x5") else -0.25 for op in ops]])
@@ -125,15 +130,22 @@ def reference_micro(controller, arc, ops, num_cells, temperature, tanh_constant,
             anchors_w_1.append(prev_h @ W["w_attn_1"])
         for layer_id in range(2, num_nodes + 2):
             start_id = 4 * (layer_id - 2)
+            first = None
             for i in range(2):  # index_1, index_2
                 prev_c, prev_h = _lstm(inputs, prev_c, prev_h, W["lstm.w"])
                 query = np.tanh(np.concatenate(anchors_w_1[:layer_id]) + prev_h @ W["w_attn_2"]) @ W["v_attn"]
                 logits = _shape(query.reshape(1, layer_id), temperature, tanh_constant)
                 index = cell_arc[start_id + 2 * i]
+                if distinct and first is not None:
+                    logits = logits.copy()
+                    logits[0, first] = -np.inf
+                    index += int(index >= first)
                 lp = _log_softmax(logits)[0]
                 log_prob += lp[index]
-                entropy += -(np.exp(lp) * lp).sum()
+                p = np.exp(lp)
+                entropy += -(p * np.where(p > 0, lp, 0.0)).sum()
                 inputs = anchors[index]
+                first = index
             for i in range(2):  # op_1, op_2
                 prev_c, prev_h = _lstm(inputs, prev_c, prev_h, W["lstm.w"])
                 logits = prev_h @ W["w_soft"] + W["b_soft"]
@@ -282,7 +294,7 @@ def test_the_authors_variables_sizes_and_initialisation() -> None:
 def test_exp_log_prob_sums_to_one_over_every_architecture(family) -> None:
     space = TINY[family]
     every = every_sequence(space)
-    sizes = {"micro": 256, "micro_tied": 576, "macro": 64, "rnn": 384}
+    sizes = {"micro": 256, "micro_tied": 576, "micro_distinct": 192, "macro": 64, "rnn": 384}
     assert len(every) == space.size() == sizes[family]
     log_prob, _ = scored(sharpened(space), every)
     assert np.exp(log_prob).sum() == pytest.approx(1.0, abs=1e-5)
@@ -321,7 +333,7 @@ def test_scores_match_a_transcription_of_the_authors_sampler(family) -> None:
         out = controller(len(tokens), tokens=tokens)
     for k, arc in enumerate(tokens.tolist()):
         if family.startswith("micro"):
-            ref = reference_micro(controller, arc, space.ops, space.num_cells, 1.7, 2.5, 2.5)
+            ref = reference_micro(controller, arc, space.ops, space.num_cells, 1.7, 2.5, 2.5, space.distinct_inputs)
         elif family == "macro":
             ref = reference_macro(controller, arc, space.num_layers, 1.7, 2.5, 0.4)
             assert out.skip_penalty[k].item() == pytest.approx(ref[2], rel=1e-4, abs=1e-6)

@@ -32,6 +32,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from scipy import stats
 
+from naslab.analysis.ranking import kendall_tau, read_shared_ranking
 from naslab.archive import read_records
 from naslab.evaluators.table import ResultTable
 
@@ -64,15 +65,30 @@ class StudyRun:
     trajectory: tuple[tuple[str, float], ...] = ()  # (architecture key, search score) in evaluation order
     error: str | None = None  # the run failed (before or after its search)
     run_dir: str | None = None
+    label: str | None = None  # the `method=` preset the run was composed with (experiment=search_phase_cnn)
+    budget: tuple[tuple[str, float], ...] = ()  # results.json search.budget: (("evaluations", 24),) or shared epochs
+    shared_ranking: dict[str, float] | None = None  # search.rank_all: key -> shared-weight score of every architecture
+    # evaluator=table: what the evaluated architectures cost to train when the table was measured (one seed's
+    # training each), i.e. what the search would have cost training them itself
+    table_seconds: float | None = None
+
+    @property
+    def cost_seconds(self) -> float | None:
+        """The search's cost: its wall time, or for table lookups the training time the table measured."""
+        return self.table_seconds if self.table_seconds is not None else self.search_seconds
 
     @property
     def method(self) -> str:
-        """`strategy + evaluator`, or the strategy alone when it owns its supernet (DARTS)."""
+        """The `method=` preset's name, else `strategy + evaluator`, or the strategy alone when it owns its
+        supernet (DARTS)."""
+        if self.label:
+            return self.label
         return f"{self.strategy} + {self.evaluator}" if self.evaluator else self.strategy
 
     @property
     def is_random(self) -> bool:
-        return self.strategy.startswith(RANDOM)
+        """A random-search run: the `random` preset when runs are labelled, else any random strategy."""
+        return self.label == RANDOM if self.label else self.strategy.startswith(RANDOM)
 
 
 def run_from_results(
@@ -81,6 +97,8 @@ def run_from_results(
     readables: Sequence[tuple[str, str]] = (),
     choices: dict[str, Any] | None = None,
     run_dir: str | None = None,
+    shared_ranking: dict[str, float] | None = None,
+    table_seconds: float | None = None,
 ) -> StudyRun:
     """A `StudyRun` from a results.json dict, its archive's (key, score) / (key, readable) pairs in order,
     and Hydra's config choices (strategy and evaluator named as chosen: `nao_small`, not `nao`).
@@ -117,6 +135,10 @@ def run_from_results(
         trajectory=tuple((k, s) for k, s in trajectory if math.isfinite(s)),
         error=results.get("error"),
         run_dir=run_dir,
+        label=choices.get("method"),
+        budget=tuple((str(k), float(v)) for k, v in (search.get("budget") or {}).items()),
+        shared_ranking=shared_ranking,
+        table_seconds=table_seconds,
     )
 
 
@@ -134,12 +156,19 @@ def load_run(run_dir: str | Path) -> StudyRun:
     run_dir = Path(run_dir)
     results = json.loads((run_dir / "results.json").read_text())
     records = [r for r in read_records(run_dir / "archive.jsonl") if r.error is None]
+    ranking = ((results.get("search") or {}).get("shared_ranking") or {}).get("file")
+    # table lookups record each architecture's measured training time (all seeds) and seed count
+    looked_up = [
+        r.extra["cost_seconds"] / max(r.extra.get("seeds", 1), 1) for r in records if "cost_seconds" in r.extra
+    ]
     return run_from_results(
         results,
         [(architecture_key(r.key), float(r.score)) for r in records],
         readables=[(architecture_key(r.key), r.readable) for r in records],
         choices=hydra_choices(run_dir),
         run_dir=str(run_dir),
+        shared_ranking=read_shared_ranking(run_dir / ranking) if ranking else None,
+        table_seconds=float(sum(looked_up)) if looked_up else None,
     )
 
 
@@ -221,7 +250,10 @@ class StudyReport:
         return [r for r in self.runs if r.method == method]
 
     def baseline_of(self, method: str) -> list[StudyRun]:
-        """The random runs `method` is compared with: random with the same evaluator, else any random."""
+        """The random runs `method` is compared with: with `method=` presets the `random` preset (stand-alone
+        random search, every method's baseline); else random with the same evaluator, else any random."""
+        if any(r.label for r in self.runs):
+            return [r for r in self.runs if r.label == RANDOM and r.method != method]
         runs = self.runs_of(method)
         evaluator = runs[0].evaluator if runs else None
         same = [r for r in self.runs if r.is_random and r.evaluator == evaluator and r.strategy == RANDOM]
@@ -246,7 +278,7 @@ class StudyReport:
     def p_vs_random(self, method: str) -> float | None:
         """Two-sided Mann-Whitney U p-value of `method` against `baseline_of(method)` (None if either is empty)."""
         runs = self.runs_of(method)
-        if not runs or runs[0].strategy == RANDOM:
+        if not runs or (runs[0].label == RANDOM if runs[0].label else runs[0].strategy == RANDOM):
             return None
         baseline = self.baseline_of(method)
         a = _present(self._compared(r) for r in runs)
@@ -254,6 +286,16 @@ class StudyReport:
         if not a or not b or len(set(a + b)) == 1:
             return None
         return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+    def shared_tau(self, run: StudyRun) -> float | None:
+        """Kendall tau between a run's shared-weight scores of every architecture (`search.rank_all`) and the
+        table's means, over the complete architectures in both; None without a table or a ranking."""
+        if self.table is None or not run.shared_ranking:
+            return None
+        common = [e for e in self.table.ranked() if e.key in run.shared_ranking]
+        if len(common) < 2:
+            return None
+        return kendall_tau([e.mean for e in common], [run.shared_ranking[e.key] for e in common])
 
     def method_row(self, method: str) -> dict[str, Any]:
         runs = self.runs_of(method)
@@ -263,6 +305,9 @@ class StudyReport:
         row: dict[str, Any] = {"method": method, "seeds": len(runs), "failed": sum(r.error is not None for r in runs)}
         row["search_mean"], row["search_std"] = _mean_std(_present(r.search_score for r in runs))
         row["evaluated_mean"] = float(np.mean(_present(r.num_evaluated for r in runs) or [math.nan]))
+        row["budget"] = ", ".join(f"{k} {v:g}" for k, v in runs[0].budget) if runs[0].budget else ""
+        row["cost_mean"], row["cost_std"] = _mean_std(_present(r.cost_seconds for r in runs))
+        row["cost_simulated"] = any(r.table_seconds is not None for r in runs)
         row["valid_mean"], row["valid_std"] = _mean_std(valid)
         row["test_mean"], row["test_std"] = _mean_std(test)
         row["best_valid"] = best(valid) if valid else math.nan
@@ -274,8 +319,20 @@ class StudyReport:
             row["best_rank"] = min((t[1] for t in truths), default=None)
             row["found_best"] = sum(1 for t in truths if t[1] == 1)
             row["in_table"] = len(truths)
+            taus = _present(self.shared_tau(r) for r in runs)
+            if taus:
+                row["tau_mean"], row["tau_std"] = _mean_std(taus)
         row["p_vs_random"] = self.p_vs_random(method)
+        row["vs_random"] = self.direction_vs_random(method) if row["p_vs_random"] is not None else None
         return row
+
+    def direction_vs_random(self, method: str) -> str | None:
+        """'better' or 'worse': the method's mean compared quantity (true score, or final test) against random's."""
+        a = _present(self._compared(r) for r in self.runs_of(method))
+        b = _present(self._compared(r) for r in self.baseline_of(method))
+        if not a or not b or np.mean(a) == np.mean(b):
+            return None
+        return "better" if np.mean(a) > np.mean(b) else "worse"
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per method, then REAL-BEST (the table's best architecture) when there is a table."""
@@ -300,6 +357,8 @@ class StudyReport:
                     "search_score": r.search_score,
                     "truth_mean": truth[0] if truth else None,
                     "true_rank": truth[1] if truth else None,
+                    "shared_tau": self.shared_tau(r),
+                    "search_seconds": r.cost_seconds,
                     "final_valid": r.final_valid,
                     "final_test": r.final_test,
                     "genotype": r.genotype,
@@ -330,7 +389,11 @@ class StudyReport:
             head += [f"final test {metric}", "best test"]
         if self.table is not None:
             head += ["true score of found", "true rank of found", "best rank", "found the best"]
-        head += ["p vs random"]
+        has_tau = any(r.shared_ranking for r in self.runs) and self.table is not None
+        has_budget = any(r.budget for r in self.runs)
+        if has_tau:
+            head += ["Kendall tau (shared)"]
+        head += ["p vs random", "search cost (s)"] + (["budget"] if has_budget else [])
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for row in self.rows():
             digits = 2 if perplexity else 4
@@ -347,7 +410,13 @@ class StudyReport:
                     "" if row.get("best_rank") is None else str(row["best_rank"]),
                     f"{row['found_best']}/{row['in_table']}" if row.get("in_table") else "",
                 ]
-            cells.append(_num(row.get("p_vs_random"), 3))
+            if has_tau:
+                cells.append(_pm(row.get("tau_mean"), row.get("tau_std"), 3))
+            cost = _pm(row.get("cost_mean"), row.get("cost_std"), 1)
+            p_value = _num(row.get("p_vs_random"), 3) + (f" ({row['vs_random']})" if row.get("vs_random") else "")
+            cells += [p_value, cost + (" *" if cost and row.get("cost_simulated") else "")]
+            if has_budget:
+                cells.append(str(row.get("budget") or ""))
             lines.append("| " + " | ".join(cells) + " |")
         size = f" of {len(self.table.ranked())} architectures" if self.table is not None else ""
         notes = [
@@ -362,18 +431,41 @@ class StudyReport:
             )
             + (f". True score and rank{size}: the ground-truth table's mean" if self.table is not None else "")
             + (f" ({self.table.source})" if self.table is not None and self.table.source else "")
-            + "; p vs random: two-sided Mann-Whitney U against random with the same evaluator, on "
+            + (
+                "; Kendall tau (shared): each run's shared-weight scores of every architecture (search.rank_all) "
+                "against the table's means"
+                if has_tau
+                else ""
+            )
+            + "; search cost: wall seconds per run (* looked up in the table: the training time the table measured "
+            "for what the search evaluated, one seed each)"
+            + "; p vs random: two-sided Mann-Whitney U against "
+            + ("the random preset" if any(r.label for r in self.runs) else "random with the same evaluator")
+            + ", on "
             + ("the true score" if self.table is not None else f"the final test {metric}")
-            + " per seed.",
+            + " per seed (better / worse: the method's mean against random's).",
             "",
-            "| method | seed | search score | true score | true rank | final test | genotype |",
-            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        if self.table is not None:
+            taus = list(self.table.seed_taus().values())
+            if taus:
+                notes.append(
+                    f"Ground truth: {len(self.table)} architectures; Kendall tau between two seeds' measurements "
+                    f"(the noise ceiling): {np.mean(taus):.3f} +- {np.std(taus, ddof=1) if len(taus) > 1 else 0:.3f} "
+                    f"over {len(taus)} seed pairs."
+                )
+                notes.append("")
+        notes += [
+            "| method | seed | search score | true score | true rank | Kendall tau | cost (s) | final test "
+            "| genotype |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in self.run_rows():
             notes.append(
                 f"| {row['method']} | {row['seed']} | {_num(row['search_score'])} | {_num(row['truth_mean'])} | "
-                f"{'' if row['true_rank'] is None else row['true_rank']} | "
-                f"{_num(row['final_test'], 2 if perplexity else 4)} | `{row['genotype']}` |"
+                f"{'' if row['true_rank'] is None else row['true_rank']} | {_num(row['shared_tau'], 3)} | "
+                f"{_num(row['search_seconds'], 1)} | {_num(row['final_test'], 2 if perplexity else 4)} | "
+                f"`{row['genotype']}` |"
             )
         return "\n".join(lines + notes) + "\n"
 

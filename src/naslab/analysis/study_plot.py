@@ -6,6 +6,8 @@ there, and how the ground truth's ranking moves while architectures train.
 - `plot_rank_trajectories`: the true rank of the architecture each search holds (its best so far) against
   the number of architectures evaluated, mean and quartiles over seeds per method (random included);
   rank 1, the best, on top.
+- `plot_rank_vs_cost`: the true rank of what each method found (mean and the seeds' spread) against
+  its search cost in seconds: which methods buy a better architecture with their compute.
 - `plot_rank_evolution` (Appendix C, Fig. 8): one line per architecture, its rank at each validated
   epoch of the ground truth's training, ordered by the final rank.
 """
@@ -25,19 +27,25 @@ from naslab.analysis.study import StudyReport  # noqa: E402
 from naslab.evaluators.table import ResultTable  # noqa: E402
 
 
+def method_colour(index: int) -> tuple[float, ...]:
+    """A distinct colour for up to 20 methods (matplotlib's default cycle repeats after 10)."""
+    return plt.get_cmap("tab20")((2 * index) % 20 + (2 * index) // 20 % 2)
+
+
 def plot_found_ranks(report: StudyReport, path: str | Path) -> Path | None:
     """Fig. 3: true rank of the architecture each seed found, one row per method; None without a table."""
     if report.table is None:
         return None
     size = len(report.table.ranked())
     methods = report.methods
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * size + 2), 0.6 * len(methods) + 1.6))
+    fig, ax = plt.subplots(figsize=(min(max(6.0, 0.22 * size + 2), 12.0), 0.6 * len(methods) + 1.6))
     for row, method in enumerate(methods):
         counts = Counter(t[1] for t in (report.truth(r) for r in report.runs_of(method)) if t is not None)
         if not counts:
             continue
         ranks = sorted(counts)
-        ax.scatter(ranks, [row] * len(ranks), s=[60 * counts[r] for r in ranks], alpha=0.7, label=method)
+        sizes = [60 * counts[r] for r in ranks]
+        ax.scatter(ranks, [row] * len(ranks), s=sizes, alpha=0.7, label=method, color=method_colour(row))
         for r in ranks:
             if counts[r] > 1:
                 ax.annotate(str(counts[r]), (r, row), ha="center", va="center", fontsize=7)
@@ -48,6 +56,52 @@ def plot_found_ranks(report: StudyReport, path: str | Path) -> Path | None:
     ax.set_xlabel(f"true rank of the found architecture (1 = best of {size}; dot size = seeds)")
     ax.set_title("What each seed found, ranked by stand-alone training")
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_rank_vs_cost(report: StudyReport, path: str | Path) -> Path | None:
+    """True rank of the found architecture (mean, with every seed as a faint dot) against the search's wall
+    time, one colour per method, log-scaled cost; None without a table or any timed run."""
+    if report.table is None:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    plotted = False
+    for index, method in enumerate(report.methods):
+        points = [
+            (r.cost_seconds, t[1])
+            for r in report.runs_of(method)
+            if r.cost_seconds and (t := report.truth(r)) is not None
+        ]
+        if not points:
+            continue
+        cost, rank = np.array(points, dtype=float).T
+        colour = method_colour(index)
+        ax.scatter(cost, rank, s=12, alpha=0.35, color=colour)
+        ax.errorbar(
+            cost.mean(),
+            rank.mean(),
+            xerr=cost.std(),
+            yerr=rank.std(),
+            fmt="o",
+            ms=7,
+            capsize=3,
+            color=colour,
+            label=method,
+        )
+        plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("search cost per run (wall seconds; table lookups: the measured training time; log scale)")
+    ax.set_ylabel(f"true rank of the found architecture (1 = best of {len(report.table.ranked())})")
+    ax.set_title("What each method found against what it cost (mean +- std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

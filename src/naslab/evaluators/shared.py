@@ -440,13 +440,20 @@ class SharedEvaluator(Evaluator[G]):
         study (`naslab.ranking_study`) compares architectures with each other (Kendall tau against a
         ground truth), and per-architecture random batches would add batch-to-batch noise to every pair.
         """
-        batches = self._valid(self.valid_batches)
+        return self._score_fixed(genotypes, self.valid_batches)
+
+    def _score_fixed(self, genotypes: Sequence[G], num_batches: int) -> list[Evaluation]:
+        batches = self._valid(num_batches)
         out = []
         for g in genotypes:
             start = time.perf_counter()
             score, measured = self.objective.score(self.supernet, g, batches)
             out.append(Evaluation(score, None, None, time.perf_counter() - start, extra=measured))
         return out
+
+    def score_shared(self, genotypes: Sequence[G], num_batches: int) -> list[float]:
+        """Scores with the current shared weights on the first `num_batches` search-valid batches (all alike)."""
+        return [e.score for e in self._score_fixed(genotypes, num_batches)]
 
     def search(
         self,
@@ -505,4 +512,5 @@ class SharedEvaluator(Evaluator[G]):
             num_evaluated=len(archive),
             wall_seconds=time.perf_counter() - start,
             archive=archive,
+            shared_scorer=self.score_shared,
         )

@@ -9,6 +9,7 @@ held-out search-valid split; the test set is never touched here.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import Any, Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 import lightning as L
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from naslab.evaluators.backends import BACKENDS, Backend, make_backend
 from naslab.evaluators.base import Evaluation, Evaluator, G
@@ -63,11 +65,14 @@ class StandaloneEvaluator(Evaluator[G]):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         auxiliary_weight: float = 0.0,
         drop_path_prob: float = 0.0,
+        bn_recalibration: int | None = None,
     ):
         """`optimizer` / `scheduler`: Hydra partials for a child's own recipe (NASES: Nesterov SGD, cosine to
         0.001); None = SGD(lr, momentum, weight_decay) with cosine annealing to 0 over `epochs`.
         `auxiliary_weight` > 0 gives image children an auxiliary head and `drop_path_prob` drops their
-        paths, as NAO trains its children (renqianluo/NAO NAO/cnn/train_cifar10_search.sh)."""
+        paths, as NAO trains its children (renqianluo/NAO NAO/cnn/train_cifar10_search.sh).
+        `bn_recalibration`: before validating, recompute every BatchNorm's running statistics from that many
+        training batches (`BatchNormRecalibration`); None keeps the running averages of training."""
         if auxiliary_weight < 0 or not 0 <= drop_path_prob < 1:
             raise ValueError(
                 f"evaluator.auxiliary_weight must be >= 0 and evaluator.drop_path_prob in [0, 1), "
@@ -75,6 +80,9 @@ class StandaloneEvaluator(Evaluator[G]):
             )
         if validate_every is not None and (validate_every < 1 or epochs % validate_every):
             raise ValueError(f"evaluator.validate_every={validate_every} must divide evaluator.epochs={epochs}")
+        if bn_recalibration is not None and bn_recalibration < 1:
+            raise ValueError(f"evaluator.bn_recalibration must be null or >= 1 batches, got {bn_recalibration}")
+        self.bn_recalibration = bn_recalibration
         self.validate_every = validate_every
         self.space, self.task = space, task
         self.datamodule = datamodule_factory(batch_size=batch_size)
@@ -103,6 +111,8 @@ class StandaloneEvaluator(Evaluator[G]):
         # Proxy fidelity: batches per epoch (count or fraction), as NAO/ENAS train children briefly.
         self.trainer_overrides = {} if train_batches is None else {"limit_train_batches": train_batches}
         self.fidelity = {"train_batches": train_batches, "channels": channels, "cells_per_stage": cells_per_stage}
+        if bn_recalibration is not None:
+            self.fidelity["bn_recalibration"] = bn_recalibration
         BACKENDS.get(backend)  # a misspelt backend fails here, not after the search has started
         self.backend_options: dict[str, Any] = {
             "name": backend,
@@ -171,6 +181,9 @@ class StandaloneEvaluator(Evaluator[G]):
         params = count_parameters(network)
         module, trainer_options = training_module(self.task, network, self.epochs, self.module_kwargs)
         curve = ValidationCurve(self.task)
+        callbacks: list[L.Callback] = [curve] if self.validate_every else []
+        if self.bn_recalibration:
+            callbacks.insert(0, BatchNormRecalibration(self.bn_recalibration))
         with quiet_lightning():
             trainer = self.trainer_factory(
                 max_epochs=self.epochs,
@@ -181,7 +194,7 @@ class StandaloneEvaluator(Evaluator[G]):
                 num_sanity_val_steps=0,
                 # validate once, after the last epoch, unless the learning curve is asked for
                 check_val_every_n_epoch=self.validate_every or self.epochs,
-                callbacks=[curve] if self.validate_every else None,
+                callbacks=callbacks or None,
                 **trainer_options,
                 **self.trainer_overrides,
             )
@@ -196,6 +209,30 @@ class StandaloneEvaluator(Evaluator[G]):
         score, measured = validation_score(self.task, trainer.callback_metrics)
         extra = {**self.fidelity, **measured, **({"curve": curve.points} if self.validate_every else {})}
         return Evaluation(score, params, self.epochs, time.perf_counter() - start, extra=extra)
+
+
+class BatchNormRecalibration(L.Callback):
+    """Recomputes BatchNorm running statistics from `batches` training batches before each validation.
+
+    After a few dozen steps the running averages (momentum 0.1) still lag far behind the fast-moving
+    weights, so an eval-mode score measures that lag more than the architecture (measured on
+    Fashion-MNIST after 40 steps: 0.10-0.29 accuracy in eval mode, 0.68-0.70 after recalibrating).
+    Recomputing the statistics, as one-shot NAS does before scoring a path (Guo et al., "Single Path
+    One-Shot Neural Architecture Search with Uniform Sampling", arXiv:1904.00420, Sec. 3), makes a
+    low-budget child's score its own. torch's `update_bn` does it: reset, cumulative average, restore.
+    """
+
+    def __init__(self, batches: int) -> None:
+        self.batches = batches
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if loader is None:
+            return
+        inputs = (batch[0].to(pl_module.device) for batch in itertools.islice(loader, self.batches))
+        was_training = pl_module.training
+        update_bn(inputs, pl_module)
+        pl_module.train(was_training)
 
 
 class ValidationCurve(L.Callback):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class TableEntry:
     cost_seconds: float = 0.0
     failed: int = 0
     curves: dict[int, dict[int, float]] = field(default_factory=dict)  # seed -> {epoch: validation score}
+    partial: bool = False  # a lower progressive level (groundtruth.levels): answers lookups, is never ranked
+    train_accuracy: dict[int, float] = field(default_factory=dict)  # seed -> the trial's last-epoch training accuracy
 
     @property
     def mean(self) -> float:
@@ -84,11 +87,13 @@ class TableEntry:
         """Sample standard deviation over seeds (0 for one seed)."""
         return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
 
+    def measured_seed(self, seed: int) -> int:
+        """The measured seed that stands for `seed`: itself when measured, else seed modulo the seeds measured."""
+        return seed if seed in self.seeds else self.seeds[seed % len(self.seeds)]
+
     def value_for(self, seed: int) -> float:
         """The measurement of one seed (the seed's own when measured, else seed modulo the seeds measured)."""
-        if seed in self.seeds:
-            return self.values[self.seeds.index(seed)]
-        return self.values[seed % len(self.values)]
+        return self.values[self.seeds.index(self.measured_seed(seed))]
 
 
 class ResultTable:
@@ -104,6 +109,7 @@ class ResultTable:
         for r in records:
             seed, key = split_trial_key(r.key)
             entry = entries.setdefault(key, TableEntry(key, r.genotype, r.readable))
+            entry.partial = bool(r.extra.get("partial", False))
             entry.cost_seconds += r.wall_seconds
             entry.epochs, entry.params = r.epochs, r.params if r.params is not None else entry.params
             if r.error is not None or not math.isfinite(r.score):
@@ -111,6 +117,8 @@ class ResultTable:
                 continue
             entry.seeds.append(seed)
             entry.values.append(float(r.score))
+            if r.extra.get("train_accuracy") is not None:
+                entry.train_accuracy[seed] = float(r.extra["train_accuracy"])
             if r.extra.get("curve"):  # evaluator.validate_every: the validation score after those epochs
                 entry.curves[seed] = {int(epoch): float(score) for epoch, score in r.extra["curve"]}
         return cls(entries.values(), source)
@@ -122,7 +130,8 @@ class ResultTable:
         return cls.from_records(read_records(path), str(path))
 
     def __len__(self) -> int:
-        return len(self.entries)
+        """Complete architectures (partial ones of lower progressive levels are not counted)."""
+        return sum(1 for e in self.entries.values() if not e.partial)
 
     def lookup(self, key: str) -> TableEntry:
         entry = self.entries.get(key)
@@ -132,13 +141,28 @@ class ResultTable:
         return entry
 
     def ranked(self) -> list[TableEntry]:
-        """Architectures with a measurement, best mean first."""
-        return sorted((e for e in self.entries.values() if e.values), key=lambda e: -e.mean)
+        """Complete architectures with a measurement, best mean first."""
+        return sorted((e for e in self.entries.values() if e.values and not e.partial), key=lambda e: -e.mean)
 
     def rank_of(self, key: str) -> int:
-        """1-based rank of an architecture by mean (1 = best; ties share the better rank)."""
+        """1-based rank of an architecture by mean among the complete ones (1 = best; ties share the better rank)."""
         mean = self.lookup(key).mean
-        return 1 + sum(1 for e in self.entries.values() if e.values and e.mean > mean)
+        return 1 + sum(1 for e in self.ranked() if e.mean > mean)
+
+    def seed_taus(self) -> dict[tuple[int, int], float]:
+        """Kendall tau between two seeds' measurements of the complete architectures measured with both, for
+        every pair of seeds: how well one training run ranks the space, the noise ceiling of any search."""
+        by_seed: dict[int, dict[str, float]] = {}
+        for e in self.ranked():
+            for seed, value in zip(e.seeds, e.values):
+                by_seed.setdefault(seed, {})[e.key] = value
+        taus = {}
+        for a, b in itertools.combinations(sorted(by_seed), 2):
+            common = sorted(set(by_seed[a]) & set(by_seed[b]))
+            if len(common) > 1:
+                tau = stats.kendalltau([by_seed[a][k] for k in common], [by_seed[b][k] for k in common]).statistic
+                taus[(a, b)] = float(tau)
+        return taus
 
     def rank_evolution(self) -> tuple[list[int], list[TableEntry], np.ndarray]:
         """How the architectures' ranks change while they train (Sciuto et al. arXiv:1902.08142, Appendix C, Fig. 8).
@@ -218,5 +242,9 @@ class TableEvaluator(Evaluator[G]):
             entry = self.table.lookup(self.space.key(g))
             score = entry.mean if self.value == "mean" else entry.value_for(self.seed)
             extra = {"std": entry.std, "seeds": len(entry.values), "cost_seconds": entry.cost_seconds}
+            if entry.train_accuracy:  # what the trials' training reported (NASES' reward uses it)
+                train = entry.train_accuracy
+                seed = entry.measured_seed(self.seed) if self.value == "seed" else None
+                extra["train_accuracy"] = train[seed] if seed in train else float(np.mean(list(train.values())))
             out.append(Evaluation(score, entry.params, entry.epochs, time.perf_counter() - start, extra=extra))
         return out

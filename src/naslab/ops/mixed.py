@@ -26,7 +26,9 @@ class MixedOp(nn.Module):
     Two savings keep the numbers of the plain sum and cut what the backward pass stores: an op with
     `always_zero` (DARTS' `none`) is left out (w * 0 adds nothing and its weight's gradient is 0
     either way), and ops that start with a ReLU (`forward_relued`, the convolutions) share one
-    rectified copy of the input instead of each keeping its own.
+    rectified copy of the input instead of each keeping its own. Fixed weights (no gradient) that are
+    exactly 0 skip their op too: a discrete architecture as one-hot weights (`Space.relaxed_weights`)
+    then costs what its own ops cost, not every candidate's.
     """
 
     def __init__(self, ops: Sequence[nn.Module]):
@@ -40,8 +42,11 @@ class MixedOp(nn.Module):
             raise ValueError(f"mixed op over {len(self.ops)} ops got weights of shape {tuple(weights.shape)}")
         total: torch.Tensor | None = None
         relued: torch.Tensor | None = None
-        for w, op in zip(weights, self.ops):
-            if getattr(op, "always_zero", False):
+        # reading the weights is free on the CPU; on an accelerator it would sync once per edge, so there every op runs
+        fixed = not weights.requires_grad and weights.device.type == "cpu"
+        zero = [v == 0.0 for v in weights.tolist()] if fixed else [False] * len(self.ops)
+        for w, op, is_zero in zip(weights, self.ops, zero):
+            if is_zero or getattr(op, "always_zero", False):
                 continue
             if hasattr(op, "forward_relued"):
                 relued = F.relu(x) if relued is None else relued

@@ -170,6 +170,11 @@ class Space(ABC, Generic[G]):
         """The discrete genotype that the architecture weights of `build_mixed_supernet` select."""
         raise NotImplementedError(f"space '{self.name}' cannot derive a genotype from architecture weights")
 
+    def relaxed_weights(self, genotype: G) -> Mapping[str, torch.Tensor]:
+        """The mixed supernet's architecture weights that compute exactly `genotype` (one-hot rows), so a
+        trained DARTS supernet can score any discrete architecture; keys and shapes as `alpha_shapes`."""
+        raise NotImplementedError(f"the {self.name} space cannot express an architecture as mixed-op weights")
+
     def draw(self, genotype: G, out_dir: Path) -> list[Path]:
         """Pictures of the architecture; spaces without a picture return []."""
         return []

@@ -10,7 +10,14 @@ per-position softmax and NAO's decoder mask need.
 describes the whole network, the reduction cells being the same cell with strides, so the tokens
 list one cell. Tied spaces grow progressively: level b is a cell of b blocks (`expand`), and a cell
 of fewer blocks runs in the same networks and supernet (the 1x1 convs that read a cell output take
-whichever nodes it concatenates).
+whichever nodes it concatenates). A tied space's DARTS supernet has one alpha matrix, "cell", used by
+the normal and the reduction cells alike.
+
+`distinct_inputs=True` makes a node read two different states, as DARTS' derivation always does (it
+keeps a node's two strongest *edges*). The right input's token then counts the node's other inputs
+(k + 1 choices: token r means input r, or r + 1 from the left input on), so every token sequence is
+a valid cell and the controllers, NAO and the surrogates need no masks. `space=micro_tiny` is such a
+space, small enough to enumerate and train exhaustively (`mode=groundtruth`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Branch, Cell, Genotype
 from naslab.spaces.micro_network import MicroNetwork
 
 TOKENS_PER_NODE = 4
+ZERO_OP = "none"
 CELL_NAMES = ("normal", "reduce")
 
 
@@ -49,6 +57,8 @@ class MicroSpace(Space[MicroGenotype]):
         op_set: str | Sequence[str] = "enas",
         concat: Literal["unused", "all"] = "unused",
         tied: bool = False,
+        distinct_inputs: bool = False,
+        zero_op: bool = False,
     ):
         if num_nodes < 1:
             raise ValueError(f"micro space needs num_nodes >= 1, got {num_nodes}")
@@ -59,11 +69,26 @@ class MicroSpace(Space[MicroGenotype]):
         self.op_set_name = op_set if isinstance(op_set, str) else "custom"
         self.concat_rule = concat
         self.tied = bool(tied)
+        self.distinct_inputs = bool(distinct_inputs)
+        self.zero_op = bool(zero_op)
 
     def __repr__(self) -> str:
         ops = f"'{self.op_set_name}'" if self.op_set_name != "custom" else repr(list(self.ops))
         tied = ", tied=True" if self.tied else ""
-        return f"MicroSpace(num_nodes={self.num_nodes}, op_set={ops}, concat='{self.concat_rule}'{tied})"
+        distinct = ", distinct_inputs=True" if self.distinct_inputs else ""
+        return f"MicroSpace(num_nodes={self.num_nodes}, op_set={ops}, concat='{self.concat_rule}'{tied}{distinct})"
+
+    @property
+    def mixed_ops(self) -> tuple[str, ...]:
+        """The ops of DARTS' mixed edges: the space's, with the zero op `none` in front when `zero_op`.
+
+        DARTS relaxes over its PRIMITIVES, which begin with 'none' (quark0/darts cnn/genotypes.py), so that
+        an edge can learn to be absent; a space without `none` among its ops (whose cells never contain it)
+        gets it in the relaxation only with zero_op=True. Derivation never picks it.
+        """
+        if self.zero_op and ZERO_OP not in self.ops:
+            return (ZERO_OP, *self.ops)
+        return self.ops
 
     @property
     def num_cells(self) -> int:
@@ -80,22 +105,20 @@ class MicroSpace(Space[MicroGenotype]):
         nodes = tuple(nodes)
         return Cell(nodes, self._concat(nodes))
 
+    def _right_inputs(self, k: int) -> int:
+        """Choices of node k's right input: every state before it, or all but the left input's."""
+        return k + NUM_CELL_INPUTS - (1 if self.distinct_inputs else 0)
+
     def size(self) -> int:
-        per_cell = math.prod((k + NUM_CELL_INPUTS) ** 2 * len(self.ops) ** 2 for k in range(self.num_nodes))
+        """Token sequences (architectures up to branch swaps are fewer: see `key`)."""
+        per_cell = math.prod(
+            (k + NUM_CELL_INPUTS) * self._right_inputs(k) * len(self.ops) ** 2 for k in range(self.num_nodes)
+        )
         return per_cell**self.num_cells
 
     def sample(self, rng: np.random.Generator) -> MicroGenotype:
-        cells = []
-        for _ in range(self.num_cells):
-            nodes = []
-            for k in range(self.num_nodes):
-                branches = [
-                    Branch(int(rng.integers(k + NUM_CELL_INPUTS)), self.ops[int(rng.integers(len(self.ops)))])
-                    for _ in range(2)
-                ]
-                nodes.append(Node(*branches))
-            cells.append(self._cell(nodes))
-        return MicroGenotype(cells[0], cells[-1])
+        """Uniform over token sequences (each architecture has as many as it has branch-swap variants)."""
+        return self.from_tokens([int(rng.integers(n)) for n in self.token_choices()])
 
     def enumerate(self) -> Iterator[MicroGenotype]:
         if self.size() > 1_000_000:
@@ -108,7 +131,7 @@ class MicroSpace(Space[MicroGenotype]):
     def token_choices(self) -> list[int]:
         per_cell = []
         for k in range(self.num_nodes):
-            per_cell += [k + NUM_CELL_INPUTS, len(self.ops)] * 2
+            per_cell += [k + NUM_CELL_INPUTS, len(self.ops), self._right_inputs(k), len(self.ops)]
         return per_cell * self.num_cells
 
     def token_kinds(self) -> list[str]:
@@ -120,8 +143,10 @@ class MicroSpace(Space[MicroGenotype]):
         tokens: list[int] = []
         for cell in (genotype.normal, genotype.reduce)[: self.num_cells]:
             for node in cell.nodes:
-                for branch in node.branches:
-                    tokens += [branch.input, self.ops.index(branch.op)]
+                right = node.right.input
+                if self.distinct_inputs and right > node.left.input:
+                    right -= 1  # the right input counts the states other than the left input
+                tokens += [node.left.input, self.ops.index(node.left.op), right, self.ops.index(node.right.op)]
         return tuple(tokens)
 
     def from_tokens(self, tokens: Sequence[int]) -> MicroGenotype:
@@ -130,10 +155,12 @@ class MicroSpace(Space[MicroGenotype]):
         cells = []
         for c in range(self.num_cells):
             chunk = [int(t) for t in tokens[c * per_cell : (c + 1) * per_cell]]
-            nodes = [
-                Node(Branch(chunk[i], self.ops[chunk[i + 1]]), Branch(chunk[i + 2], self.ops[chunk[i + 3]]))
-                for i in range(0, per_cell, TOKENS_PER_NODE)
-            ]
+            nodes = []
+            for i in range(0, per_cell, TOKENS_PER_NODE):
+                left, right = chunk[i], chunk[i + 2]
+                if self.distinct_inputs and right >= left:
+                    right += 1
+                nodes.append(Node(Branch(left, self.ops[chunk[i + 1]]), Branch(right, self.ops[chunk[i + 3]])))
             cells.append(self._cell(nodes))
         return MicroGenotype(cells[0], cells[-1])
 
@@ -194,6 +221,10 @@ class MicroSpace(Space[MicroGenotype]):
                     f"{list(expected)} ({self.concat_rule} nodes)"
                 )
             for k, node in enumerate(cell.nodes):
+                if self.distinct_inputs and node.left.input == node.right.input:
+                    raise GenotypeError(
+                        f"{name}.nodes[{k}] reads input {node.left.input} twice; {self!r} needs two different inputs"
+                    )
                 for side, branch in (("left", node.left), ("right", node.right)):
                     if branch.op not in self.ops:
                         raise GenotypeError(
@@ -240,6 +271,8 @@ class MicroSpace(Space[MicroGenotype]):
         branches = sorted((Branch(i, op) for i in range(k + NUM_CELL_INPUTS) for op in self.ops), key=_order)
         children = []
         for left, right in itertools.combinations_with_replacement(branches, 2):
+            if self.distinct_inputs and left.input == right.input:
+                continue
             cell = self._cell(nodes + (Node(left, right),))
             children.append(MicroGenotype(cell, cell))
         return children
@@ -291,13 +324,11 @@ class MicroSpace(Space[MicroGenotype]):
         """DARTS' search network (default: C=16, 8 cells) over this space's ops and node count.
 
         The relaxation concatenates every node, so only a space that does the same (concat=all)
-        derives the network it searched.
+        derives the network it searched. A tied space's supernet has one alpha matrix for all cells.
         """
         from naslab.spaces.micro_mixed import MicroMixedSupernet
 
         task.require("image", self.name)
-        if self.tied:
-            raise ValueError(f"DARTS derives a normal and a reduction cell of their own; {self!r} ties them")
         if self.concat_rule != "all":
             raise ValueError(
                 f"a mixed-op supernet concatenates every node, but {self!r} concatenates unused nodes only; "
@@ -306,23 +337,36 @@ class MicroSpace(Space[MicroGenotype]):
 
         return MicroMixedSupernet(
             self.num_nodes,
-            self.ops,
+            self.mixed_ops,
             task.num_classes,
             task.input_shape[0],
             channels,
             cells_per_stage,
             task.stem,
             stem_multiplier,
+            tied=self.tied,
         )
 
     def derive(self, alphas: Mapping[str, torch.Tensor]) -> MicroGenotype:
-        """DARTS' rule: per node the two strongest edges, each with its strongest non-`none` op."""
-        from naslab.spaces.micro_derive import derive_micro_genotype
+        """DARTS' rule: per node the two strongest edges, each with its strongest non-`none` op.
 
-        missing = [kind for kind in CELL_NAMES if kind not in alphas]
+        A tied space derives its one cell from alphas["cell"]; an untied one from "normal" and "reduce".
+        """
+        from naslab.spaces.micro_derive import TIED_ALPHA, derive_micro_genotype
+
+        names = (TIED_ALPHA,) if self.tied else CELL_NAMES
+        missing = [kind for kind in names if kind not in alphas]
         if missing:
-            raise GenotypeError(f"micro alphas need entries {list(CELL_NAMES)}; missing {missing}")
-        return derive_micro_genotype(self, alphas["normal"], alphas["reduce"])
+            raise GenotypeError(f"micro alphas need entries {list(names)}; missing {missing}")
+        if self.tied:
+            return derive_micro_genotype(self, alphas[TIED_ALPHA], alphas[TIED_ALPHA], self.mixed_ops)
+        return derive_micro_genotype(self, alphas["normal"], alphas["reduce"], self.mixed_ops)
+
+    def relaxed_weights(self, genotype: MicroGenotype) -> dict[str, torch.Tensor]:
+        """One-hot mixed-supernet weights that compute `genotype` (`micro_derive.one_hot_weights`)."""
+        from naslab.spaces.micro_derive import one_hot_weights
+
+        return one_hot_weights(self, genotype)
 
     def describe(self, genotype: MicroGenotype) -> str:
         """The readable genotype; a tied space's one cell once (the reduction cell is the same)."""

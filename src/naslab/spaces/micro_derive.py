@@ -16,9 +16,10 @@ from typing import Sequence
 import torch
 
 from naslab.spaces.micro import MicroSpace
-from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, GenotypeError, MicroGenotype
+from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Branch, GenotypeError, MicroGenotype, Node
 
 ZERO_OP = "none"
+TIED_ALPHA = "cell"  # the one alpha matrix of a tied space's supernet (normal = reduction cell)
 
 
 def micro_edges(num_nodes: int) -> list[tuple[int, int]]:
@@ -26,8 +27,8 @@ def micro_edges(num_nodes: int) -> list[tuple[int, int]]:
     return [(k, j) for k in range(num_nodes) for j in range(k + NUM_CELL_INPUTS)]
 
 
-def derive_cell_tokens(alphas: torch.Tensor, ops: Sequence[str], space: MicroSpace) -> list[int]:
-    """The space tokens [input, op, input, op] per node of one cell, chosen from its alphas."""
+def derive_cell_nodes(alphas: torch.Tensor, ops: Sequence[str], space: MicroSpace) -> list[Node]:
+    """The nodes of one cell, chosen from its alphas (two different inputs per node, lower input left)."""
     edges = micro_edges(space.num_nodes)
     if tuple(alphas.shape) != (len(edges), len(ops)):
         raise GenotypeError(
@@ -40,15 +41,17 @@ def derive_cell_tokens(alphas: torch.Tensor, ops: Sequence[str], space: MicroSpa
         raise GenotypeError(f"alpha ops {missing} are not in {space!r}")
     weights = torch.softmax(alphas.detach().float(), dim=-1)[:, candidates]
     strength, best = weights.max(dim=-1)  # strongest non-zero op per edge
-    tokens: list[int] = []
+    nodes: list[Node] = []
     start = 0
     for k in range(space.num_nodes):
         rows = range(start, start + k + NUM_CELL_INPUTS)
         kept = sorted(rows, key=lambda r: float(strength[r]), reverse=True)[:2]
-        for row in sorted(kept, key=lambda r: edges[r][1]):  # by input index: a stable, readable order
-            tokens += [edges[row][1], space.ops.index(ops[candidates[int(best[row])]])]
+        branches = [  # by input index: a stable, readable order
+            Branch(edges[row][1], ops[candidates[int(best[row])]]) for row in sorted(kept, key=lambda r: edges[r][1])
+        ]
+        nodes.append(Node(*branches))
         start += len(rows)
-    return tokens
+    return nodes
 
 
 def derive_micro_genotype(
@@ -56,4 +59,31 @@ def derive_micro_genotype(
 ) -> MicroGenotype:
     """The DARTS genotype of a normal and a reduction cell's alphas (ops default to the space's)."""
     ops = tuple(ops or space.ops)
-    return space.from_tokens(derive_cell_tokens(normal, ops, space) + derive_cell_tokens(reduce, ops, space))
+    cells = [space._cell(derive_cell_nodes(alphas, ops, space)) for alphas in (normal, reduce)]
+    genotype = MicroGenotype(cells[0], cells[1])
+    space.validate(genotype)
+    return genotype
+
+
+def one_hot_weights(space: MicroSpace, genotype: MicroGenotype) -> dict[str, torch.Tensor]:
+    """The mixed supernet's weights that compute exactly `genotype`: the inverse of derivation.
+
+    Row (node k, input j) holds 1 at each op of a branch of node k that reads j (two, when both
+    branches read j) and 0 elsewhere, so that node k sums exactly its two branches and every other
+    edge contributes nothing. `space.derive(one_hot_weights(space, g)) == g` for a cell of two
+    different inputs per node. Keys as the space's supernet names its alphas.
+    """
+    space.validate(genotype)
+    ops, edges = space.mixed_ops, micro_edges(space.num_nodes)
+
+    def cell_weights(nodes: Sequence[Node]) -> torch.Tensor:
+        weights = torch.zeros(len(edges), len(ops))
+        for row, (k, j) in enumerate(edges):
+            for branch in nodes[k].branches:
+                if branch.input == j:
+                    weights[row, ops.index(branch.op)] += 1.0
+        return weights
+
+    if space.tied:
+        return {TIED_ALPHA: cell_weights(genotype.normal.nodes)}
+    return {"normal": cell_weights(genotype.normal.nodes), "reduce": cell_weights(genotype.reduce.nodes)}

@@ -18,7 +18,7 @@ from torch import nn
 
 from naslab.ops.cnn import FactorizedReduce, ReLUConvBN, build_op
 from naslab.ops.mixed import MixedOp
-from naslab.spaces.micro_derive import micro_edges
+from naslab.spaces.micro_derive import TIED_ALPHA, micro_edges
 from naslab.spaces.micro_genotype import NUM_CELL_INPUTS
 from naslab.spaces.micro_network import build_stems, reduction_cells, stem_states
 
@@ -77,7 +77,11 @@ class MixedCell(nn.Module):
 
 
 class MicroMixedSupernet(nn.Module):
-    """DARTS' `Network` (search model): alpha rows "normal" and "reduce", each (edges, ops)."""
+    """DARTS' `Network` (search model): alpha rows "normal" and "reduce", each (edges, ops).
+
+    `tied=True` (a tied space: the reduction cell is the normal cell with strides) has one alpha
+    matrix, "cell", that every cell reads, so the derived cell is one cell as the space's genotypes are.
+    """
 
     def __init__(
         self,
@@ -89,14 +93,17 @@ class MicroMixedSupernet(nn.Module):
         cells_per_stage: int = 2,
         stem: str = "cifar",
         stem_multiplier: int = 3,
+        tied: bool = False,
     ):
         super().__init__()
         if channels < 2 or channels % 2:
             raise ValueError(f"supernet channels must be an even number >= 2, got {channels}")
         self.op_names = tuple(ops)
         num_edges = len(micro_edges(num_nodes))
-        self.alpha_shapes = {kind: (num_edges, len(self.op_names)) for kind in CELL_KINDS}
-        self.edge_labels = {kind: [edge_label(k, j) for k, j in micro_edges(num_nodes)] for kind in CELL_KINDS}
+        self.tied = tied
+        kinds = (TIED_ALPHA,) if tied else CELL_KINDS
+        self.alpha_shapes = {kind: (num_edges, len(self.op_names)) for kind in kinds}
+        self.edge_labels = {kind: [edge_label(k, j) for k, j in micro_edges(num_nodes)] for kind in kinds}
         self.stem, stem1, c_stem = build_stems(stem, in_channels, channels, stem_multiplier)
         if stem1 is not None:
             self.stem1 = stem1
@@ -120,5 +127,6 @@ class MicroMixedSupernet(nn.Module):
                 raise ValueError(f"weights['{kind}'] has shape {tuple(weights[kind].shape)}, expected {shape}")
         s0, s1 = stem_states(self, x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+            kind = TIED_ALPHA if self.tied else "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind])
         return self.classifier(self.global_pool(s1).flatten(1))

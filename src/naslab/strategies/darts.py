@@ -276,10 +276,17 @@ class DartsStrategy(GradientStrategy[G]):
         if not records:
             raise RuntimeError(f"the DARTS search in {run_dir} finished no epoch")
         chosen = records[-1] if self.select == "last" else max(records, key=lambda r: r.score)
+        valid = datamodule.val_dataloader()
+
+        def shared_scorer(genotypes: Sequence[Any], num_batches: int) -> list[float]:
+            """Each architecture as one-hot weights in the trained mixed supernet (`Space.relaxed_weights`)."""
+            return [module.score_weights(self.space.relaxed_weights(g), valid, num_batches) for g in genotypes]
+
         return SearchResult(
             best_genotype=self.space.genotype_from_dict(chosen.genotype),
             best_score=max(r.score for r in records),
             num_evaluated=len(records),
             wall_seconds=time.perf_counter() - start,
             archive=archive,
+            shared_scorer=shared_scorer,
         )

@@ -299,6 +299,16 @@ class DartsSearchModule(L.LightningModule):
         taken = [(x.to(self.device), y.to(self.device)) for x, y in itertools.islice(batches, max_batches)]
         return self.objective.score(self.supernet, weights, taken, eval_mode=True)
 
+    def score_weights(self, weights: Mapping[str, torch.Tensor], batches: Any, max_batches: int | None = None) -> float:
+        """The score of fixed architecture weights (e.g. a discrete cell's one-hot rows, `Space.relaxed_weights`).
+
+        With batch statistics, not DARTS' eval mode: the running averages were gathered under the whole
+        mixture, not under the one cell being scored (the shared-weight objective scores ENAS paths alike).
+        """
+        taken = [(x.to(self.device), y.to(self.device)) for x, y in itertools.islice(batches, max_batches)]
+        moved = {k: w.to(self.device) for k, w in weights.items()}
+        return self.objective.score(self.supernet, moved, taken, eval_mode=False)[0]
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["torch_rng"] = torch.get_rng_state()  # data augmentation draws from it
 

@@ -240,8 +240,10 @@ class EnasMicroController(EnasController):
         temperature: float | None = None,
         tanh_constant: float | None = 1.1,
         op_tanh_reduce: float = 2.5,
+        distinct_inputs: bool = False,
     ):
         super().__init__(hidden, temperature, tanh_constant)
+        self.distinct_inputs = distinct_inputs  # the space's `distinct_inputs`: index_2 excludes index_1
         if num_nodes < 1 or not ops or num_cells not in (1, 2):
             raise ValueError(
                 f"micro controller: num_nodes >= 1, ops, 1 or 2 cells; got {num_nodes}, {ops}, {num_cells}"
@@ -266,7 +268,7 @@ class EnasMicroController(EnasController):
     def token_choices(self) -> list[int]:
         per_cell: list[int] = []
         for k in range(self.num_nodes):
-            per_cell += [k + 2, len(self.ops)] * 2
+            per_cell += [k + 2, len(self.ops), k + 1 if self.distinct_inputs else k + 2, len(self.ops)]
         return per_cell * self.num_cells
 
     def op_logits(self, h: torch.Tensor, normal_cell: bool) -> torch.Tensor:
@@ -296,10 +298,19 @@ class EnasMicroController(EnasController):
         offset = 4 * self.num_nodes * cell
         for node in range(self.num_nodes):
             position = offset + 4 * node  # naslab: [input_1, op_1, input_2, op_2]
+            first = None
             for i in range(2):  # index_1, index_2: tokens at position + 0 and + 2
                 state = self.lstm(x, state)
                 logits = self._shape(self._attend(anchors_w1, state[1]), self.tanh_constant)
-                index = decisions.choose(logits, position + 2 * i, full_entropy=True)
+                if first is not None and self.distinct_inputs:
+                    # index_2 over the inputs other than index_1: the same attention logits without index_1's,
+                    # i.e. a softmax masked at index_1; the token counts the remaining inputs (the space's)
+                    keep = torch.arange(logits.shape[1], device=logits.device) != first.unsqueeze(1)
+                    token = decisions.choose(logits[keep].view(logits.shape[0], -1), position + 2, full_entropy=True)
+                    index = token + (token >= first).long()
+                else:
+                    index = decisions.choose(logits, position + 2 * i, full_entropy=True)
+                first = index
                 x = _pick(anchors, index)
             for i in range(2):  # op_1, op_2: tokens at position + 1 and + 3
                 state = self.lstm(x, state)
@@ -454,7 +465,14 @@ def build_enas_controller(
     controller: EnasController
     if isinstance(space, MicroSpace):
         controller = EnasMicroController(
-            space.num_nodes, space.ops, space.num_cells, hidden, temperature, tanh_constant, op_tanh_reduce
+            space.num_nodes,
+            space.ops,
+            space.num_cells,
+            hidden,
+            temperature,
+            tanh_constant,
+            op_tanh_reduce,
+            distinct_inputs=space.distinct_inputs,
         )
     elif isinstance(space, MacroSpace):
         controller = EnasMacroController(

@@ -40,6 +40,21 @@ acc_train comes from the evaluator's record (`train_accuracy`, the last epoch's 
 accuracy, as Keras reports it); an evaluator that has none (weight sharing) is told acc_train =
 acc_val, i.e. reward acc_val^3, and says so once in the log.
 
+Token spaces. NASES needs only that an architecture is a fixed-length vector in a box, so any space
+whose architectures are fixed-length token vectors (`Space.token_choices()`: micro, macro, rnn, mlp, ...)
+is searched through an adapter (`nases_vectors.architecture_vectors`): `encoding="onehot"` (default)
+writes position i's token as a one-hot group of n_i values in [0, 1] and reads a group back by its
+argmax; `encoding="scaled"` writes one value (t + 0.5) / n_i in [0, 1] per position and reads
+min(floor(v n_i), n_i - 1). Every vector of the box decodes to a valid architecture, so everything
+above holds with "the 60 numbers" read as the adapter's vector (the controller's state is the encoded
+previous or best architecture), and the autoencoder is pretrained on uniform draws from [0, 1]^n.
+space=nases keeps its own 60 numbers in [0, 30] (`encoding` is unused there). Children are always
+trained stand-alone (evaluator=standalone, or evaluator=table for a measured space): no weight sharing.
+The decoded corners of the embedding cover a token space only if the autoencoder is trained well
+enough: on space=micro_tiny (243 architectures), 1000 random embeddings decode to 236 (onehot) and 201
+(scaled) distinct architectures with the default `pretrain` options (about 30 s), but to 93 and 2 with
+debug=fast's seconds-long stage, where most decoded values sit near the box's middle (measured).
+
 The autoencoder: `pretrained` names a `save_pretrained` file (e.g. from
 `benchmarks/nases_compression.py --save`); without one it is pretrained on the fly with `pretrain`'s
 options and cached at `cache` (a resumed search reloads it instead of training it again).
@@ -57,7 +72,8 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli
 
-from naslab.spaces.nases import NASESGenotype, NASESSpace
+from naslab.spaces.base import Space
+from naslab.spaces.nases import NASESSpace
 from naslab.strategies.base import Strategy
 from naslab.strategies.nases_autoencoder import (
     ArchitectureAutoencoder,
@@ -76,6 +92,7 @@ from naslab.strategies.nases_reward import (
     explore,
     nases_reward,
 )
+from naslab.strategies.nases_vectors import ArchitectureVectors, architecture_vectors
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +115,19 @@ def bernoulli_entropy(probabilities: torch.Tensor) -> torch.Tensor:
 
 
 def obtain_autoencoder(
-    space: NASESSpace,
+    space: Space[Any],
     pretrained: str | Path | None,
     cache: str | Path | None,
     options: Mapping[str, Any],
     seed: int,
+    encoding: str = "onehot",
 ) -> ArchitectureAutoencoder:
     """The pretrained autoencoder: from `pretrained`, else from `cache`, else trained now (and cached).
 
-    It must fit the space: as many values as the space has (4 per layer) and the same box.
+    It must fit the space's vectors (`architecture_vectors(space, encoding)`): as many values (4 per
+    layer for space=nases) and the same box.
     """
+    vectors = architecture_vectors(space, encoding)
     if pretrained is not None:
         path = Path(pretrained)
         if not path.is_file():
@@ -133,34 +153,48 @@ def obtain_autoencoder(
         batch = options.pop("batch", None)
         schedule = BatchSchedule(**batch) if batch else None
         model, metrics = pretrain(
-            origin=space.num_values, low=space.low, high=space.high, batch_schedule=schedule, seed=seed, **options
+            origin=vectors.num_values,
+            low=vectors.low,
+            high=vectors.high,
+            batch_schedule=schedule,
+            seed=seed,
+            **options,
         )
         log.info(
             "NASES autoencoder pretrained: embedding %d, test loss %.2f (predicting the midpoint: %.2f)",
             model.hparams.embedding,
             metrics["test_loss"],
-            midpoint_loss(space.low, space.high),
+            midpoint_loss(vectors.low, vectors.high),
         )
         if cache is not None:
             save_pretrained(model, cache, metrics)
         source = "pretrained now"
     hp = model.hparams
-    if hp.origin != space.num_values or (hp.low, hp.high) != (float(space.low), float(space.high)):
+    if hp.origin != vectors.num_values or (hp.low, hp.high) != (float(vectors.low), float(vectors.high)):
+        if pretrained is None:
+            hint = "; delete it or set strategy.cache elsewhere"
+        elif not isinstance(space, NASESSpace):
+            hint = (
+                "; with a benchmarks/nases_compression.py file strategy=nases searches space=nases only: "
+                "set strategy.pretrained=null to pretrain one for this space"
+            )
+        else:
+            hint = ""
         raise ValueError(
-            f"the NASES autoencoder ({source}) maps {hp.origin} values in [{hp.low}, {hp.high}], but the space has "
-            f"{space.num_values} values in [{space.low}, {space.high}]"
+            f"the NASES autoencoder ({source}) maps {hp.origin} values in [{hp.low}, {hp.high}], but "
+            f"{vectors.describe()} has {vectors.num_values} values in [{vectors.low}, {vectors.high}]{hint}"
         )
     return model
 
 
-class NASESStrategy(Strategy[NASESGenotype]):
+class NASESStrategy(Strategy[Any]):
     """A Bernoulli policy over the autoencoder's embedding, initialised from its simulator (module docstring)."""
 
     name = "nases"
 
     def __init__(
         self,
-        space: NASESSpace,
+        space: Space[Any],
         seed: int = 0,
         pretrained: str | None = None,
         cache: str | None = None,
@@ -170,10 +204,11 @@ class NASESStrategy(Strategy[NASESGenotype]):
         warmup: int = WARMUP_ARCHITECTURES,
         samples_per_update: int = SAMPLES_PER_UPDATE,
         epsilon: float = EPSILON,
+        encoding: str = "onehot",
     ):
         super().__init__(space)
-        if not isinstance(space, NASESSpace):
-            raise ValueError(f"strategy=nases searches space=nases, got {type(space).__name__}")
+        # space <-> the autoencoder's box: space=nases' own numbers, or a token space's encoded tokens
+        self.vectors: ArchitectureVectors = architecture_vectors(space, encoding)
         if state not in STATES:
             raise ValueError(f"strategy.state must be one of {STATES}, got {state!r}")
         if warmup < 0 or samples_per_update < 1 or not 0.0 <= epsilon <= 1.0:
@@ -183,7 +218,7 @@ class NASESStrategy(Strategy[NASESGenotype]):
             )
         self.state_kind, self.warmup = state, int(warmup)
         self.samples_per_update, self.epsilon = int(samples_per_update), float(epsilon)
-        autoencoder = obtain_autoencoder(space, pretrained, cache, pretrain or {}, seed)
+        autoencoder = obtain_autoencoder(space, pretrained, cache, pretrain or {}, seed, encoding)
         self.embedding = int(autoencoder.hparams.embedding)
         # The controller is the simulator's architecture *and* weights; the decoder stays as pretrained.
         self.controller: nn.Module = copy.deepcopy(autoencoder.simulator).train()
@@ -193,7 +228,7 @@ class NASESStrategy(Strategy[NASESGenotype]):
         self.generator = torch.Generator().manual_seed(seed)
         self.pool = RewardPool()
         self.proposed = 0  # proposals made so far (the first `warmup` are random)
-        self.previous: list[float] | None = None  # the last proposal's values: the next state under state="previous"
+        self.previous: list[float] | None = None  # the last proposal's vector: the next state under state="previous"
         self.updates = 0
         # key -> [{state, action, random}, ...] of proposals not yet told, oldest first: two embeddings of one
         # batch may decode to the same architecture, and each is pooled with its own action when told.
@@ -203,26 +238,27 @@ class NASESStrategy(Strategy[NASESGenotype]):
 
     # --- proposing --------------------------------------------------------------------------
     def _uniform_state(self) -> np.ndarray:
-        return self.rng.uniform(self.space.low, self.space.high, size=self.space.num_values)
+        return self.rng.uniform(self.vectors.low, self.vectors.high, size=self.vectors.num_values)
 
     def _state(self) -> np.ndarray:
         if self.state_kind == "previous" and self.previous is not None:
             return np.asarray(self.previous, dtype=np.float64)
         if self.state_kind == "best" and len(self.pool):
             best = max(self.pool.entries, key=lambda e: e.reward)
-            return np.asarray(self._decode_action(best.action), dtype=np.float64)
+            best_genotype = self.vectors.decode(self._decode_action(best.action))
+            return np.asarray(self.vectors.encode(best_genotype), dtype=np.float64)
         return self._uniform_state()
 
     def _decode_action(self, action: Sequence[float]) -> list[float]:
         with torch.no_grad():
             values = self.decoder(torch.tensor([list(action)], dtype=torch.float32))[0]
-        return values.clamp(self.space.low, self.space.high).tolist()
+        return values.clamp(self.vectors.low, self.vectors.high).tolist()
 
     def probabilities(self, states: torch.Tensor) -> torch.Tensor:
         """The policy's Bernoulli parameters for (batch, values) states: (batch, embedding) in (0, 1)."""
         return self.controller(states)
 
-    def ask(self, n: int) -> list[NASESGenotype]:
+    def ask(self, n: int) -> list[Any]:
         proposals = []
         for _ in range(n):
             state = self._state()
@@ -233,21 +269,22 @@ class NASESStrategy(Strategy[NASESGenotype]):
                 else:
                     p = self.probabilities(torch.tensor(state[None], dtype=torch.float32))
                 action = torch.bernoulli(p, generator=self.generator)[0]
-            genotype = NASESGenotype(tuple(self._decode_action(action.tolist())))
+            genotype = self.vectors.decode(self._decode_action(action.tolist()))
             self.pending.setdefault(self.space.key(genotype), []).append(
                 {"state": state.tolist(), "action": action.tolist(), "random": is_random}
             )
             self.proposed += 1
-            self.previous = list(genotype.values)
+            self.previous = self.vectors.encode(genotype)
             proposals.append(genotype)
         return proposals
 
-    def sample_for_training(self, n: int) -> list[NASESGenotype]:
+    def sample_for_training(self, n: int) -> list[Any]:
         raise ValueError(
-            "strategy=nases trains every child stand-alone (space=nases has no supernet): evaluator=standalone"
+            "strategy=nases trains every child stand-alone (no weight sharing): "
+            "use evaluator=standalone, or evaluator=table for a measured space"
         )
 
-    def proposal_info(self, genotype: NASESGenotype) -> dict[str, Any]:
+    def proposal_info(self, genotype: Any) -> dict[str, Any]:
         waiting = self.pending.get(self.space.key(genotype))
         if not waiting:
             return {}
@@ -255,13 +292,13 @@ class NASESStrategy(Strategy[NASESGenotype]):
         return {"nases": {"embedding": [int(b) for b in pending["action"]], "random": pending["random"]}}
 
     # --- learning ---------------------------------------------------------------------------
-    def tell(self, genotypes: Sequence[NASESGenotype], scores: Sequence[float]) -> None:
+    def tell(self, genotypes: Sequence[Any], scores: Sequence[float]) -> None:
         """Without training accuracies: reward acc_val^3 (acc_train taken equal to acc_val)."""
         self.tell_with_details(genotypes, scores, [{} for _ in genotypes])
 
     def tell_with_details(
         self,
-        genotypes: Sequence[NASESGenotype],
+        genotypes: Sequence[Any],
         scores: Sequence[float],
         details: Sequence[Mapping[str, Any]],
     ) -> None:
