@@ -67,7 +67,7 @@ def test_search_phase_notebook_rebuilds_the_report_headless(tmp_path: Path) -> N
     # random found b (rank 2) and a (rank 1); nao a and c (1 and 3): 1.5 +- 0.7 and 2.0 +- 1.4
     assert "| random + table | 2 |" in text and "1.5 +- 0.7" in text and "2.0 +- 1.4" in text
     assert "REAL-BEST" in text and "0.333" in text  # Kendall tau of the ranking dir: (2 - 1) / 3
-    assert pictures == 3  # found ranks, rank trajectories, and the ranking study's picture
+    assert pictures == 4  # found ranks, rank trajectories, rank vs cost, and the ranking study's picture
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"report.md", "report.csv", "found_ranks.png"}
 
 

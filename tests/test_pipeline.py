@@ -37,7 +37,8 @@ def test_search_train_writes_every_output(compose_cfg, tmp_path) -> None:
     assert set(results) == RESULT_KEYS
     assert results["mode"] == "search_train" and results["strategy"] == "nao"  # the default strategy
     assert results["evaluator"] == "standalone" and results["space"] == "micro"
-    assert set(results["search"]) == {"best_score", "num_evaluated", "wall_seconds"}
+    assert set(results["search"]) == {"best_score", "num_evaluated", "wall_seconds", "budget"}
+    assert results["search"]["budget"] == {"evaluations": 2}  # debug=fast: two architectures
     assert results["search"]["num_evaluated"] == 2
     assert set(results["final"]) == {"params", "macs", "test_accuracy", "test_perplexity", "wall_seconds"}
     assert 0.0 <= results["final"]["test_accuracy"] <= 1.0 and results["final"]["params"] > 0
