@@ -94,9 +94,10 @@ def build_ground_truth(
             evaluator = make_evaluator(seed)
             try:
                 for i, evaluation in evaluator.evaluate_each(todo):
-                    key = trial_key(seed, space.key(todo[i]))
+                    architecture = space.key(todo[i])
+                    key = trial_key(seed, architecture)
                     record = evaluation_record(space, todo[i], key, len(archive), seed, evaluation)
-                    if space.key(todo[i]) in partial:
+                    if architecture in partial:
                         record.extra["partial"] = True  # a lower progressive level: looked up, never ranked
                     archive.append(record)
                     progress.update(bar, completed=len(archive))

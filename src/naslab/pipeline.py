@@ -253,7 +253,7 @@ def _search(
     }
     if cfg.dataset.stem == "text":  # scores are 80 / validation perplexity (ENAS' reward); say the perplexity too
         results["search"]["best_perplexity"] = reward_perplexity(outcome.best_score)
-    results["search"]["budget"] = _budget(cfg, strategy)
+    results["search"]["budget"] = _budget(cfg, strategy, outcome)
     if cfg.search.get("rank_all"):
         results["search"]["shared_ranking"] = _rank_all(cfg, space, outcome, run_dir)
     log.info(
@@ -265,12 +265,13 @@ def _search(
     return outcome.best_genotype
 
 
-def _budget(cfg: DictConfig, strategy: Any) -> dict[str, int]:
+def _budget(cfg: DictConfig, strategy: Any, outcome: Any) -> dict[str, int]:
     """What the search was allowed to spend, in its own unit: shared-weight epochs for one-shot searches
-    (weight sharing, DARTS), architectures evaluated for stand-alone ones (a study states both)."""
+    (weight sharing, DARTS: the searches with a `shared_scorer`), architectures evaluated for stand-alone
+    ones (a study states both)."""
     if isinstance(strategy, GradientStrategy):
         return {"shared_epochs": int(cfg.strategy.epochs)}
-    if "epochs" in cfg.evaluator and str(cfg.evaluator._target_).endswith("SharedEvaluator"):
+    if outcome.shared_scorer is not None:
         return {"shared_epochs": int(cfg.evaluator.epochs)}
     return {"evaluations": int(cfg.search.num_architectures)}
 

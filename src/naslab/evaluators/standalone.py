@@ -229,10 +229,8 @@ class BatchNormRecalibration(L.Callback):
         loader = trainer.train_dataloader
         if loader is None:
             return
-        inputs = (batch[0].to(pl_module.device) for batch in itertools.islice(loader, self.batches))
-        was_training = pl_module.training
-        update_bn(inputs, pl_module)
-        pl_module.train(was_training)
+        # update_bn takes each batch's inputs, moves them to the device and restores the module's mode itself
+        update_bn(itertools.islice(loader, self.batches), pl_module, pl_module.device)
 
 
 class ValidationCurve(L.Callback):

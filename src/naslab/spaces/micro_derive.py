@@ -59,8 +59,10 @@ def derive_micro_genotype(
 ) -> MicroGenotype:
     """The DARTS genotype of a normal and a reduction cell's alphas (ops default to the space's)."""
     ops = tuple(ops or space.ops)
-    cells = [space._cell(derive_cell_nodes(alphas, ops, space)) for alphas in (normal, reduce)]
-    genotype = MicroGenotype(cells[0], cells[1])
+    normal_cell = space._cell(derive_cell_nodes(normal, ops, space))
+    # a tied space passes its one alpha matrix as both: derived once
+    reduce_cell = normal_cell if reduce is normal else space._cell(derive_cell_nodes(reduce, ops, space))
+    genotype = MicroGenotype(normal_cell, reduce_cell)
     space.validate(genotype)
     return genotype
 

@@ -279,8 +279,10 @@ class DartsStrategy(GradientStrategy[G]):
         valid = datamodule.val_dataloader()
 
         def shared_scorer(genotypes: Sequence[Any], num_batches: int) -> list[float]:
-            """Each architecture as one-hot weights in the trained mixed supernet (`Space.relaxed_weights`)."""
-            return [module.score_weights(self.space.relaxed_weights(g), valid, num_batches) for g in genotypes]
+            """Each architecture as one-hot weights in the trained mixed supernet (`Space.relaxed_weights`), all
+            on the same first `num_batches` search-valid batches, read once."""
+            taken = module.take(valid, num_batches)
+            return [module.score_weights(self.space.relaxed_weights(g), taken) for g in genotypes]
 
         return SearchResult(
             best_genotype=self.space.genotype_from_dict(chosen.genotype),

@@ -296,16 +296,21 @@ class DartsSearchModule(L.LightningModule):
         Images: accuracy. Text: the objective's reward c / perplexity, with the perplexity in extras.
         """
         weights = self.architecture_weights(detach=True)
-        taken = [(x.to(self.device), y.to(self.device)) for x, y in itertools.islice(batches, max_batches)]
-        return self.objective.score(self.supernet, weights, taken, eval_mode=True)
+        return self.objective.score(self.supernet, weights, self.take(batches, max_batches), eval_mode=True)
 
-    def score_weights(self, weights: Mapping[str, torch.Tensor], batches: Any, max_batches: int | None = None) -> float:
-        """The score of fixed architecture weights (e.g. a discrete cell's one-hot rows, `Space.relaxed_weights`).
+    def take(self, batches: Any, max_batches: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The first `max_batches` (x, y) batches (all for None), on the module's device."""
+        return [(x.to(self.device), y.to(self.device)) for x, y in itertools.islice(batches, max_batches)]
+
+    def score_weights(
+        self, weights: Mapping[str, torch.Tensor], taken: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> float:
+        """The score of fixed architecture weights (e.g. a discrete cell's one-hot rows, `Space.relaxed_weights`)
+        on batches already on the device (`take`).
 
         With batch statistics, not DARTS' eval mode: the running averages were gathered under the whole
         mixture, not under the one cell being scored (the shared-weight objective scores ENAS paths alike).
         """
-        taken = [(x.to(self.device), y.to(self.device)) for x, y in itertools.islice(batches, max_batches)]
         moved = {k: w.to(self.device) for k, w in weights.items()}
         return self.objective.score(self.supernet, moved, taken, eval_mode=False)[0]
 
