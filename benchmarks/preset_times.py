@@ -40,7 +40,7 @@ def run_cli(args: list[str]) -> tuple[float, subprocess.CompletedProcess, dict |
 def timed_run(args: list[str]) -> tuple[float, str]:
     seconds, done, results = run_cli(args)
     if results is None:
-        errors = [line for line in done.stderr.splitlines() if "Error" in line and "HYDRA_FULL_ERROR" not in line]
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:") or "Error" in line]
         return seconds, "skipped: " + (errors[-1] if errors else "?")[:140]
     final = results.get("final") or {}
     metric = "test_perplexity" if final.get("test_perplexity") is not None else "test_accuracy"

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra.errors import InstantiationException
 
 from naslab.data import MissingDataError
+from naslab.errors import ConfigError
 from naslab.pipeline import run
 from naslab.spaces import GenotypeError
+from tests.fake_data import write_cifar10
 
 RESULT_KEYS = {
     "mode",
@@ -23,6 +24,15 @@ RESULT_KEYS = {
     "genotype_key",
     "search",
     "final",
+    "status",
+    "choices",
+    "classes",
+    "debug",
+    "run_dir",
+    "started",
+    "ended",
+    "wall_seconds",
+    "attempts",
 }
 
 
@@ -36,6 +46,11 @@ def test_search_train_writes_every_output(compose_cfg, tmp_path) -> None:
     assert json.loads((run_dir / "results.json").read_text()) == results
     assert set(results) == RESULT_KEYS
     assert results["mode"] == "search_train" and results["strategy"] == "nao"  # the default strategy
+    assert results["status"] == "finished" and results["attempts"] == []
+    # composed without Hydra (no recorded choices): the class names stand in for the group options, debug unknown
+    assert results["debug"] is None
+    assert results["choices"]["space"] == "MicroSpace"
+    assert results["classes"]["space"] == "naslab.spaces.micro.MicroSpace"
     assert results["evaluator"] == "standalone" and results["space"] == "micro"
     assert set(results["search"]) == {"best_score", "num_evaluated", "wall_seconds", "budget"}
     assert results["search"]["budget"] == {"evaluations": 2}  # debug=fast: two architectures
@@ -57,6 +72,8 @@ def test_search_train_writes_every_output(compose_cfg, tmp_path) -> None:
 def test_seeded_run_is_identical_twice(compose_cfg, tmp_path) -> None:
     def strip(results: dict) -> dict:
         out = json.loads(json.dumps(results))
+        for key in ("wall_seconds", "started", "ended", "run_dir"):
+            out.pop(key)
         out["search"].pop("wall_seconds")
         out["final"].pop("wall_seconds")
         return out
@@ -129,13 +146,14 @@ def test_killed_search_resumes_without_re_evaluating(compose_cfg, tmp_path, monk
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
-        (["mode=nope"], ValueError, "unknown mode 'nope'"),
+        (["mode=nope"], ConfigError, "mode='nope' is not valid: it must be one of search, "),
         (["trainer=ddp"], ValueError, "trainer=ddp trains one network on several GPUs: search first"),
         (["mode=train"], ValueError, "mode=train needs genotype="),
         (["mode=train", "genotype=missing.json"], GenotypeError, "neither a published name"),
         (["mode=train", "genotype=BAD"], GenotypeError, r"normal.nodes\[0\].left.input=4 must be in \[0, 1\]"),
         (["mode=summary", "genotype=UNKNOWN_OP"], GenotypeError, r"unknown ops \['conv_9x9'\]"),
         (["mode=search", "dataset=cifar10", "paths.data_dir=DATA"], MissingDataError, "cifar-10-batches-py"),
+        (["mode=search", "dataset=cifar10", "paths.data_dir=CORRUPT"], MissingDataError, "there but unreadable"),
     ],
 )
 def test_bad_input_is_one_clear_error(compose_cfg, tmp_path, overrides, error, message) -> None:
@@ -146,7 +164,11 @@ def test_bad_input_is_one_clear_error(compose_cfg, tmp_path, overrides, error, m
     (tmp_path / "bad.json").write_text(json.dumps({"space": "micro", "genotype": bad}))
     bad["normal"]["nodes"][0][0] = [1, "conv_9x9"]
     (tmp_path / "unknown_op.json").write_text(json.dumps(bad))
+    write_cifar10(tmp_path / "corrupt")  # every file there, one of them truncated (a broken download)
+    batch = tmp_path / "corrupt" / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:100])
     replacements = {
+        "CORRUPT": tmp_path / "corrupt",
         "DATA": tmp_path / "empty",
         "BAD": tmp_path / "bad.json",
         "UNKNOWN_OP": tmp_path / "unknown_op.json",
@@ -161,6 +183,7 @@ def test_bad_input_is_one_clear_error(compose_cfg, tmp_path, overrides, error, m
         assert failed["error"].startswith(type(info.value).__name__) and failed["final"] is None
 
 
-def test_unknown_op_set_fails_at_instantiation(compose_cfg) -> None:
-    with pytest.raises(InstantiationException, match="unknown op set 'foo'"):
+def test_unknown_op_set_is_one_line_naming_the_space(compose_cfg) -> None:
+    with pytest.raises(ConfigError, match="^space: unknown op set 'foo'; known: ") as info:
         run(compose_cfg("debug=fast", "space.op_set=foo"))
+    assert "\n" not in str(info.value)

@@ -71,7 +71,8 @@ def test_report_mode_needs_a_study_and_writes_results(compose_cfg, tmp_path: Pat
     with_table = run(
         compose_cfg("mode=report", f"report.dir={study}", "report.table=ptb_rnn_small_e1", run_dir=tmp_path / "report2")
     )
-    assert with_table["report"]["REAL-BEST"]["seeds"] == 4 and (tmp_path / "report2" / "report.md").exists()
+    # written into the study dir itself, next to its runs
+    assert with_table["report"]["REAL-BEST"]["seeds"] == 4 and (study / "report.md").exists()
 
 
 def trained_weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -16,6 +16,8 @@ from typing import Any, Iterator, Sequence
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 
+from naslab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -36,16 +38,35 @@ def wandb_logger(
     group: str | None = None,
     tags: Sequence[str] = (),
     mode: str = "auto",
+    run_id: str | None = None,
 ) -> WandbLogger:
-    """A WandbLogger; mode 'auto' is online only when a key is available, else offline."""
+    """A WandbLogger; mode 'auto' is online only when a key is available, else offline.
+
+    `run_id`: a resumed naslab run's saved W&B id; the logger continues that W&B run (`resume="allow"`),
+    so its charts go on where they stopped instead of starting a second run.
+    """
     if mode not in ("auto", "online", "offline"):
-        raise ValueError(f"logger.mode must be auto, online or offline, got '{mode}'")
+        raise ConfigError(f"logger.mode must be auto, online or offline, got '{mode}'")
     offline = mode == "offline" or (mode == "auto" and not wandb_key_available())
     if offline:
         log.info("W&B in offline mode (no API key); sync later with `wandb sync %s/wandb`", save_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=project, name=name, group=group, tags=list(tags), save_dir=save_dir, offline=offline)
+    resume = {"id": run_id, "resume": "allow"} if run_id else {}
+    logger = WandbLogger(
+        project=project, name=name, group=group, tags=list(tags), save_dir=save_dir, offline=offline, **resume
+    )
+    # Lightning passes `anonymous=None` to wandb.init, and wandb 0.31 warns about any anonymous value
+    # ("The anonymous setting has no effect"); the key is dropped so every run does not print it.
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
+
+
+def wandb_run_id(logger: Logger | None) -> str | None:
+    """The W&B run id of a WandbLogger (saved in results.json, so a resume continues the run), else None."""
+    if isinstance(logger, WandbLogger):
+        return str(logger.experiment.id)
+    return None
 
 
 def csv_logger(save_dir: str, name: str = "csv") -> CSVLogger:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -24,6 +26,7 @@ from naslab.analysis.progression_plot import plot_progression, progression_rows
 from naslab.analysis.ranking import SHARED_RANKING_FILE, write_shared_ranking
 from naslab.analysis.search_plot import plot_search_curve
 from naslab.analysis.study import load_wandb_runs
+from naslab.errors import ConfigError, GenotypeError, RunInterrupted, UserError
 from naslab.evaluators.base import Evaluator
 from naslab.evaluators.table import ResultTable
 from naslab.groundtruth import build_ground_truth, distinct_architectures
@@ -35,8 +38,10 @@ from naslab.loggers import (
     log_metrics,
     log_summary,
     log_table,
+    wandb_run_id,
 )
 from naslab.ranking_study import run_ranking_study
+from naslab.records import atomic_write_text, genotype_file, read_json
 from naslab.report import study_table, write_report
 from naslab.search import run_search
 from naslab.spaces.base import Space, Task
@@ -45,10 +50,9 @@ from naslab.strategies.base import GradientStrategy
 from naslab.summary import network_size
 from naslab.train.final import train_final
 from naslab.train.objectives import reward_perplexity
+from naslab.validation import validate_config
 
 log = logging.getLogger(__name__)
-
-MODES = ("search", "train", "search_train", "summary", "groundtruth", "ranking", "report")
 
 
 def _datamodule(cfg: DictConfig, phase: str, **overrides: Any) -> L.LightningDataModule:
@@ -63,12 +67,20 @@ def _task(cfg: DictConfig, datamodule: Any) -> Task:
     return Task(datamodule.num_classes, tuple(datamodule.input_shape), cfg.dataset.stem, kind=kind)
 
 
-def _load_genotype(cfg: DictConfig, space: Space[Any]) -> Any:
+def _load_genotype(cfg: DictConfig, space: Space[Any], results: dict[str, Any]) -> Any:
+    """`genotype=<published name | genotype.json | run dir>` read and checked against the space; a genotype
+    found on another dataset is trained as a transfer (logged, and recorded in results.json)."""
     if not cfg.get("genotype"):
-        raise ValueError(f"mode={cfg.mode} needs genotype=<published name | path to genotype.json>")
+        raise ConfigError(f"mode={cfg.mode} needs genotype=<published name | path to genotype.json | run dir>")
     space_name, data = load_genotype_data(str(cfg.genotype))
     if space_name is not None and space_name != space.name:
-        raise ValueError(f"genotype '{cfg.genotype}' belongs to space '{space_name}', but space={space.name}")
+        raise GenotypeError(f"genotype={cfg.genotype} belongs to space '{space_name}', but space={space.name}")
+    path = genotype_file(str(cfg.genotype))
+    record = read_json(path) if path is not None and path.is_file() else None
+    searched_on = (record or {}).get("dataset")
+    if searched_on and searched_on != str(cfg.dataset.name):
+        log.info("transfer: the genotype was searched on %s and is trained on %s", searched_on, cfg.dataset.name)
+        results["transfer"] = {"from": searched_on, "to": str(cfg.dataset.name)}
     return space.genotype_from_dict(data)
 
 
@@ -123,52 +135,117 @@ def study_group(cfg: DictConfig) -> str:
     return str(cfg.study)
 
 
-def _logger(cfg: DictConfig) -> Any:
+def _logger(cfg: DictConfig, run_id: str | None = None) -> Any:
+    """The experiment logger; `run_id` (a resumed run's saved W&B id) continues that W&B run."""
     if not cfg.get("logger"):
         return None
-    return instantiate(cfg.logger, **logger_names(cfg))
+    resume = {"run_id": run_id} if run_id and "wandb_logger" in str(cfg.logger.get("_target_")) else {}
+    return _build(cfg.logger, "logger", **logger_names(cfg), **resume)
 
 
-def _write_genotype_outputs(space: Space[Any], genotype: Any, run_dir: Path, logger: Any) -> None:
-    space.save_genotype(genotype, run_dir / "genotype.json")
+def _write_genotype_outputs(
+    cfg: DictConfig, space: Space[Any], genotype: Any, run_dir: Path, logger: Any, results: dict[str, Any]
+) -> None:
+    # The choices it was found with: `mode=train genotype=<this run dir>` takes the space and dataset from them.
+    choices = {"space": results["choices"].get("space"), "dataset": results["choices"].get("dataset")}
+    space.save_genotype(genotype, run_dir / "genotype.json", choices=choices, dataset=str(cfg.dataset.name))
     pictures = space.draw(genotype, run_dir)
     log_images(logger, "genotype", pictures)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Runs the stages that `cfg.mode` selects and returns the results.json content."""
-    if cfg.mode not in MODES:
-        raise ValueError(f"unknown mode '{cfg.mode}'; expected one of {', '.join(MODES)}")
-    searching = cfg.mode in ("search", "search_train")
-    if searching and "ddp" in str(cfg.trainer.get("strategy") or ""):
-        raise ValueError(
-            "trainer=ddp trains one network on several GPUs: search first, then "
-            "mode=train genotype=<search run dir>/genotype.json trainer=ddp"
-        )
-    filter_known_warnings()
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    results: dict[str, Any] = {
+def _build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """`instantiate(node)`, where a constructor's ValueError / TypeError (a bad value, an unknown setting)
+    becomes one ConfigError line naming `key`; anything else stays the bug it is."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if isinstance(cause, (ValueError, TypeError, KeyError)):
+            raise ConfigError(f"{key}: {cause}") from None
+        raise
+
+
+def run_choices(cfg: DictConfig) -> dict[str, Any]:
+    """The config group options the run was composed from, as the user chose them (`micro_small`,
+    `nao_small`), from Hydra's record; the class names when the config was composed without Hydra."""
+    recorded: dict[str, Any] = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    choices: dict[str, Any] = {"dataset": recorded.get("dataset") or str(cfg.dataset.name)}
+    for key in ("space", "strategy", "evaluator"):
+        choices[key] = recorded.get(key) or str(cfg[key]._target_).rsplit(".", 1)[-1]
+    for key in ("experiment", "method", "debug", "logger", "trainer"):
+        choices[key] = recorded.get(key)
+    return choices
+
+
+def _new_results(cfg: DictConfig, run_dir: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """results.json as a run starts: what was chosen, status `running`; a resumed run keeps the record
+    of its earlier attempts (`attempts`), so a second failure does not erase the first."""
+    attempts = list((previous or {}).get("attempts") or [])
+    if previous:
+        attempts.append({k: previous.get(k) for k in ("status", "error", "started", "ended") if k in previous})
+    choices = run_choices(cfg)
+    return {
         "mode": cfg.mode,
+        "status": "running",
         "dataset": cfg.dataset.name,
         "space": None,
         "strategy": None,
         "evaluator": None,
+        "choices": choices,
+        "classes": {key: str(cfg[key]._target_) for key in ("space", "strategy", "evaluator")},
+        "debug": choices.get("debug"),
         "seed": int(cfg.seed),
+        "run_dir": str(run_dir),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "attempts": attempts,
         "genotype": None,
         "genotype_key": None,
         "search": None,
         "final": None,
     }
-    (run_dir / "archive.jsonl").touch()
-    logger = _logger(cfg)
+
+
+def write_results(run_dir: Path, results: dict[str, Any]) -> None:
+    """results.json, replaced atomically: a run killed while writing leaves the previous one intact."""
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Runs the stages that `cfg.mode` selects and returns the results.json content.
+
+    Everything a user can get wrong is checked before the logger starts or anything trains: the
+    settings (naslab.validation), the space, the genotype, the data files. results.json says
+    `status`: running, then finished, failed or interrupted.
+    """
+    validate_config(cfg)
+    searching = cfg.mode in ("search", "search_train")
+    if searching and "ddp" in str(cfg.trainer.get("strategy") or ""):
+        raise ConfigError(
+            "trainer=ddp trains one network on several GPUs: search first, then "
+            "mode=train genotype=<search run dir> trainer=ddp"
+        )
+    filter_known_warnings()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_json(run_dir / "results.json") if cfg.resume else None
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    results = _new_results(cfg, run_dir, previous)
+    logger = None
     status = "failed"
+    start = time.perf_counter()
     try:
+        space: Space[Any] = _build(cfg.space, "space")
+        results["space"] = space.name
+        given = _load_genotype(cfg, space, results) if cfg.mode in ("train", "summary") else None
+        _check_data(cfg)
+        (run_dir / "archive.jsonl").touch()
+        logger = _logger(cfg, (previous or {}).get("wandb_id"))
         if logger is not None:
             logger.log_hyperparams(hyperparameters(cfg))
-        space: Space[Any] = instantiate(cfg.space)
-        results["space"] = space.name
+            results["wandb_id"] = wandb_run_id(logger)
+        write_results(run_dir, results)
         trainer_factory = instantiate(cfg.trainer, _partial_=True)
         if searching:
             genotype = _search(cfg, space, trainer_factory, run_dir, logger, results)
@@ -178,13 +255,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             genotype = _ranking(cfg, space, trainer_factory, run_dir, logger, results)
         elif cfg.mode == "report":
             results["report"] = _report(cfg, run_dir, logger)
-            status = "success"
+            status = "finished"
+            return results
+        elif cfg.mode == "export":
+            results["export"] = _export(cfg)
+            status = "finished"
             return results
         else:
-            genotype = _load_genotype(cfg, space)
+            genotype = given
         results["genotype"] = space.describe(genotype)
         results["genotype_key"] = space.key(genotype)  # the architecture's identity, e.g. in a ground-truth table
-        _write_genotype_outputs(space, genotype, run_dir, logger)
+        _write_genotype_outputs(cfg, space, genotype, run_dir, logger, results)
 
         if cfg.mode == "summary":
             results["final"] = _summary(cfg, space, genotype)
@@ -203,16 +284,45 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 bool(cfg.resume),
             )
             log_metrics(logger, {f"final/{k}": float(v) for k, v in results["final"].items() if v is not None})
-        status = "success"
-        log.info("results: %s", json.dumps(results))
+        status = results["status"] = "finished"
+        log.debug("results: %s", json.dumps(results))  # the console gets the closing summary (naslab.lifecycle)
         log_summary(logger, {"results": results})  # what a study report read from W&B needs
         return results
+    except RunInterrupted:
+        status = "interrupted"
+        raise
     except Exception as err:
         results["error"] = f"{type(err).__name__}: {err}"  # a failed run still says what it got to
         raise
     finally:
-        (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        close_logger(logger, status)
+        results["status"] = status
+        results["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        results["wall_seconds"] = time.perf_counter() - start
+        write_results(run_dir, results)
+        close_logger(logger, "success" if status == "finished" else "failed")
+
+
+def _check_data(cfg: DictConfig) -> None:
+    """The data files are where the datamodule expects them (one MissingDataError line if not), before
+    anything starts; modes that read no data (a table search, report, summary, export) skip it."""
+    if cfg.mode in ("report", "summary", "export"):
+        return
+    if cfg.mode in ("search", "search_train", "groundtruth") and not owns_supernet(cfg):
+        if not _evaluator_class(cfg).needs_data and cfg.mode != "search_train":
+            return
+    phase = "final" if cfg.mode == "train" else "search"
+    datamodule = _datamodule(cfg, phase)
+    datamodule.prepare_data()  # files put in place (a local source, dataset.download=true), then checked
+
+
+def _export(cfg: DictConfig) -> dict[str, Any]:
+    """mode=export: a trained run's final network as TorchScript / ONNX plus a self-contained checkpoint."""
+    from naslab.export import export_run
+
+    if not cfg.export.get("run"):
+        raise ConfigError("mode=export needs export.run=<the dir of a mode=train or mode=search_train run>")
+    formats = cfg.export.formats
+    return export_run(Path(str(cfg.export.run)), [formats] if isinstance(formats, str) else list(formats))
 
 
 def _search(
@@ -254,6 +364,9 @@ def _search(
     if cfg.dataset.stem == "text":  # scores are 80 / validation perplexity (ENAS' reward); say the perplexity too
         results["search"]["best_perplexity"] = reward_perplexity(outcome.best_score)
     results["search"]["budget"] = _budget(cfg, strategy, outcome)
+    provenance = _provenance(outcome.archive.records, outcome.best_score)
+    if provenance:
+        results["search"]["provenance"] = provenance
     if cfg.search.get("rank_all"):
         results["search"]["shared_ranking"] = _rank_all(cfg, space, outcome, run_dir)
     log.info(
@@ -263,6 +376,22 @@ def _search(
         outcome.wall_seconds,
     )
     return outcome.best_genotype
+
+
+def _provenance(records: Sequence[Any], best_score: float) -> dict[str, Any] | None:
+    """Where the evaluated architectures came from, for strategies that say so (NAO: the random pool,
+    gradient ascent, random fill): counts per source and the best one's source and generation. None when
+    no record names a source."""
+    sources = [(r.extra.get("nao") or r.extra).get("source") if r.extra else None for r in records]
+    if not any(sources):
+        return None
+    best = next(r for r in records if r.score == best_score and r.error is None)
+    info = (best.extra.get("nao") or best.extra) if best.extra else {}
+    return {
+        "counts": dict(Counter(s or "initial random" for s in sources)),
+        "best_source": info.get("source") or "initial random",
+        "best_generation": info.get("generation", 0),
+    }
 
 
 def _budget(cfg: DictConfig, strategy: Any, outcome: Any) -> dict[str, int]:
@@ -350,7 +479,7 @@ def _ranking(
 ) -> Any:
     """mode=ranking: Kendall tau of weight-sharing rankings against a ground-truth table, per seed."""
     if not cfg.ranking.get("table"):
-        raise ValueError("mode=ranking needs ranking.table=<groundtruth.jsonl of a mode=groundtruth run>")
+        raise ConfigError("mode=ranking needs ranking.table=<groundtruth.jsonl of a mode=groundtruth run>")
     table = ResultTable.load(str(cfg.ranking.table))
     task = _task(cfg, _datamodule(cfg, "search"))
     overrides = {"strategy_steps": 0, "derive_samples": 1, "valid_batches": int(cfg.ranking.valid_batches)}
@@ -376,8 +505,11 @@ def _report(cfg: DictConfig, run_dir: Path, logger: Any) -> dict[str, Any]:
     if cfg.report.get("wandb_group"):
         runs = load_wandb_runs(str(cfg.report.wandb_group), str(cfg.report.wandb_project))
     elif not cfg.report.get("dir"):
-        raise ValueError("mode=report needs report.dir=<sweep dir of a study> or report.wandb_group=<its group>")
-    report, pictures = write_report(cfg.report.get("dir"), run_dir, study_table(cfg, cfg.report.get("dir")), runs=runs)
+        raise ConfigError("mode=report needs report.dir=<sweep dir of a study> or report.wandb_group=<its group>")
+    # Into the study's own sweep dir (report.md, report.json and the figures next to the runs); a report
+    # of a W&B group goes to this run's dir.
+    out_dir = Path(str(cfg.report.dir)) if cfg.report.get("dir") else run_dir
+    report, pictures = write_report(cfg.report.get("dir"), out_dir, study_table(cfg, cfg.report.get("dir")), runs=runs)
     print(report.to_markdown())
     rows = report.rows()
     columns = list(dict.fromkeys(k for row in rows for k in row))

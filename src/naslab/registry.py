@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from naslab.errors import UnknownNameError
+
 T = TypeVar("T")
-
-
-class UnknownNameError(KeyError):
-    """A name that is not registered; prints as the plain one-line message (KeyError quotes it)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class Registry(Generic[T]):

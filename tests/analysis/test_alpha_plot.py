@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
@@ -10,7 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from naslab.analysis.alpha_plot import plot_alpha_heatmaps, softmax_rows
+from naslab.analysis.alpha_plot import alpha_figure, plot_alpha_heatmaps, readable_edge_label, softmax_rows
+from naslab.spaces.micro import MicroSpace
+from naslab.spaces.micro_derive import micro_edges
+from naslab.spaces.micro_mixed import edge_label
+from tests.analysis.figure_checks import assert_texts_inside, assert_tick_labels_apart
 
 OPS = [
     "none",
@@ -97,3 +102,61 @@ def test_value_errors(tmp_path, alphas, labels, ops, match) -> None:
     with pytest.raises(ValueError, match=match):
         plot_alpha_heatmaps(alphas, labels, ops, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("label", "readable"),
+    [
+        ("c_{k-2} -> node 0", "0 ($c_{k-2}$) \u2192 2"),
+        ("c_{k-1} -> node 3", "1 ($c_{k-1}$) \u2192 5"),
+        ("node 0 -> node 1", "2 \u2192 3"),
+        ("node 2 -> node 3", "4 \u2192 5"),
+        ("8<-7", "7 \u2192 8"),
+        ("1<-0", "0 \u2192 1"),
+        ("a -> 0", "a -> 0"),  # anything else is shown as given
+    ],
+)
+def test_rows_are_named_in_the_genotype_strings_numbering(label, readable) -> None:
+    assert readable_edge_label(label) == readable
+
+
+def test_each_derived_branch_is_the_boxed_maximum_of_the_row_named_like_it() -> None:
+    """Derive a DARTS cell from alphas, draw the alphas: branch `op(j)` of node `k=...` in the genotype string
+    is the row labelled "j ... -> k", with `op` its maximum."""
+    space = MicroSpace(num_nodes=4, op_set="darts", concat="all")
+    ops = list(space.mixed_ops)
+    edges = micro_edges(4)
+    alphas = torch.randn(len(edges), len(ops), generator=torch.Generator().manual_seed(3))
+    genotype = space.derive({"normal": alphas, "reduce": alphas})
+    labels = {"normal": [edge_label(k, j) for k, j in edges]}
+    fig = alpha_figure({"normal": alphas}, labels, ops, "epoch 1")
+    ax = fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    weights = softmax_rows(alphas)
+    text = str(genotype.normal)  # "2=op(j)+op(j) 3=... -> cat[...]"
+    branches = [
+        (int(k), op, int(j))
+        for k, node in re.findall(r"(\d+)=(\S+)", text)
+        for op, j in re.findall(r"(\w+)\((\d+)\)", node)
+    ]
+    assert len(branches) == 8
+    for k, op, j in branches:
+        (row,) = [r for r, name in enumerate(rows) if re.match(rf"^{j}\b.* \u2192 {k}$", name)]
+        strongest = max((w, name) for w, name in zip(weights[row], ops) if name != "none")[1]
+        assert strongest == op
+    assert_texts_inside(fig)
+
+
+def test_one_panel_title_is_wrapped_inside_the_figure_and_op_names_apart() -> None:
+    alpha = np.random.default_rng(0).normal(size=(36, 5))
+    labels = {"recurrent": [f"{i}<-{j}" for i in range(1, 9) for j in range(i)]}
+    fig = alpha_figure(
+        {"recurrent": alpha},
+        labels,
+        ["none", "tanh", "relu", "identity", "sigmoid"],
+        "DARTS order 2, epoch 2: softmax(alpha) per edge",
+    )
+    assert_texts_inside(fig)
+    assert_tick_labels_apart(fig.axes[0].xaxis)
+    assert_tick_labels_apart(fig.axes[0].yaxis)
+    assert fig.axes[0].get_yticklabels()[0].get_text() == "0 \u2192 1"

@@ -1,13 +1,16 @@
 import re
+from collections import Counter
 from itertools import combinations
 
 import matplotlib
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import pytest
+from matplotlib.text import Annotation
 
 from naslab.analysis import cell_plot, cell_to_dot, draw_cell, draw_genotype
 from naslab.spaces.micro_genotype import GenotypeError, MicroGenotype, make_cell
+from tests.analysis.figure_checks import assert_texts_inside
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EDGE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)" \[(.*)\];$', re.M)
@@ -76,23 +79,21 @@ def test_dot_has_one_labelled_edge_per_branch_and_the_concat_edges(cell):
     assert len(found) == len(labelled) + len(concat)
     assert all("label=" not in a for _, _, a in concat)
 
-    names = {0: "c_{k-2}", 1: "c_{k-1}"}
-    expected = sorted(
-        (names.get(b.input, str(b.input - 2)), str(k), f'label="{b.op}"') for k, b in non_none_branches(cell)
-    )
+    # DOT nodes are named by their state number in the genotype string: inputs 0 and 1, node k is k + 2.
+    expected = sorted((str(b.input), str(k + 2), f'label="{b.op}"') for k, b in non_none_branches(cell))
     assert sorted((u, v, a.split(",")[0]) for u, v, a in labelled) == expected
-    assert sorted(u for u, _, _ in concat) == sorted(str(i - 2) for i in cell.concat)
+    assert sorted(u for u, _, _ in concat) == sorted(str(i) for i in cell.concat)
 
 
 def test_dot_style_follows_darts(genotype):
     dot = cell_to_dot(genotype.normal, "DARTS_V2 normal")
     assert dot.startswith('digraph "DARTS_V2 normal" {') and dot.rstrip().endswith("}")
     assert "rankdir=LR" in dot
-    assert '"c_{k-2}" [fillcolor=darkseagreen2];' in dot
-    assert '"c_{k-1}" [fillcolor=darkseagreen2];' in dot
+    assert '"0" [label="0 (c_{k-2})", fillcolor=darkseagreen2];' in dot
+    assert '"1" [label="1 (c_{k-1})", fillcolor=darkseagreen2];' in dot
     assert '"c_{k}" [fillcolor=palegoldenrod];' in dot
     for k in range(genotype.normal.num_nodes):
-        assert f'"{k}" [fillcolor=lightblue];' in dot
+        assert f'"{k + 2}" [fillcolor=lightblue];' in dot
     for op in ("sep_conv_3x3", "identity", "dil_conv_3x3"):
         assert f'label="{op}"' in dot
     assert dot.count('label="sep_conv_3x3"') == 5
@@ -104,9 +105,9 @@ def test_none_branches_are_omitted():
     dot = cell_to_dot(ODD_CELL, "odd")
     assert "none" not in dot
     assert len([e for e in edges(dot) if "label=" in e[2]]) == 8
-    # Node 4 keeps its one real branch; its "none" branch from c_{k-1} is gone.
-    assert [(u, v) for u, v, _ in edges(dot) if v == "4"] == [("c_{k-1}", "4")]
-    assert '"4" [fillcolor=lightblue];' in dot
+    # Node 6 (the fifth) keeps its one real branch; its "none" branch from input 1 is gone.
+    assert [(u, v) for u, v, _ in edges(dot) if v == "6"] == [("1", "6")]
+    assert '"6" [fillcolor=lightblue];' in dot
 
 
 def test_titles_are_quoted():
@@ -192,3 +193,77 @@ def test_layout_is_by_depth_and_labels_do_not_coincide(cell):
     twins = [e for e in edges_ if (e.src, e.dst) == (0, 2)] if cell is ODD_CELL else []
     if twins:
         assert len(twins) == 2 and twins[0].rad * twins[1].rad < 0
+
+
+def string_edges(cell) -> Counter:
+    """(source, target) of every drawn edge, read off the genotype string: `k=op(j)+op(j)` (ops other than
+    none) and `-> cat[...]` (node -> "out")."""
+    text = str(cell)
+    found = Counter()
+    for k, node in re.findall(r"(\d+)=(\S+)", text):
+        for op, j in re.findall(r"(\w+)\((\d+)\)", node):
+            if op != "none":
+                found[(j, k, op)] += 1
+    (concat,) = re.findall(r"cat\[([\d, ]*)\]", text)
+    for i in concat.split(","):
+        found[(i.strip(), "out", None)] += 1
+    return found
+
+
+def picture_edges(fig) -> Counter:
+    """(source, target, op label) of every arrow of a cell figure, nodes named by the number written in them."""
+    ax = fig.axes[0]
+    node_at = {}
+    for t in ax.texts:
+        if not isinstance(t, Annotation) and t.get_fontsize() == cell_plot._NODE_FONT:
+            text = t.get_text()
+            node_at[tuple(round(v, 6) for v in t.get_position())] = (
+                "out" if text == "$c_{k}$" else re.match(r"^\d+", text).group()
+            )
+    labels = [t for t in ax.texts if not isinstance(t, Annotation) and t.get_fontsize() == cell_plot._EDGE_FONT]
+    found = Counter()
+    for arrow in (t for t in ax.texts if isinstance(t, Annotation)):
+        src = node_at[tuple(round(v, 6) for v in arrow.xyann)]
+        dst = node_at[tuple(round(v, 6) for v in arrow.xy)]
+        found[(src, dst)] += 1
+    return found, sorted(t.get_text() for t in labels), node_at
+
+
+@pytest.mark.parametrize("cell", [DARTS_V2_NORMAL, DARTS_V2_REDUCE, ODD_CELL])
+def test_picture_numbers_nodes_as_the_genotype_string(cell):
+    """A reader matches `3=avg_pool_3x3(2)+...` to the picture: circle "3" has an arrow from node "2"."""
+    fig = cell_plot.cell_figure(cell, "a cell")
+    arrows, op_labels, node_at = picture_edges(fig)
+    expected = string_edges(cell)
+    wanted = Counter()
+    for (s, d, _), n in expected.items():
+        wanted[(s, d)] += n
+    assert arrows == wanted
+    assert op_labels == sorted(op for (_, _, op), n in expected.items() for _ in range(n) if op is not None)
+    # the two inputs keep their DARTS names beside their numbers; intermediate nodes are numbered from 2
+    texts = sorted(t.get_text() for t in fig.axes[0].texts if t.get_fontsize() == cell_plot._NODE_FONT)
+    assert "0 ($c_{k-2}$)" in texts and "1 ($c_{k-1}$)" in texts
+    assert sorted(node_at.values()) == sorted(["0", "1", "out"] + [str(k + 2) for k in range(cell.num_nodes)])
+
+
+def test_subtitle_is_the_genotype_string_and_nothing_is_clipped():
+    fig = cell_plot.cell_figure(DARTS_V2_NORMAL, "DARTS_V2 normal")
+    titles = [t.get_text() for t in fig.texts]
+    assert titles[0] == "DARTS_V2 normal"
+    assert titles[1].replace("\n", " ") == str(DARTS_V2_NORMAL)
+    assert_texts_inside(fig)
+
+
+def test_concat_edges_are_dashed_and_op_edges_solid():
+    fig = cell_plot.cell_figure(ODD_CELL, "odd")
+    styles = Counter((a.arrow_patch.get_linestyle() != "-") for a in fig.axes[0].texts if isinstance(a, Annotation))
+    assert styles[True] == len(ODD_CELL.concat)
+    assert styles[False] == len(non_none_branches(ODD_CELL))
+
+
+def test_tied_genotype_pictures_say_normal_equals_reduce(tmp_path):
+    genotype = MicroGenotype(DARTS_V2_NORMAL, DARTS_V2_NORMAL)
+    paths = draw_genotype(genotype, tmp_path, tied=True)
+    assert [p.name for p in paths] == ["normal.png", "reduce.png"]
+    for p in paths:
+        assert p.with_suffix(".dot").read_text().startswith('digraph "cell (normal = reduce)" {')

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import matplotlib.image as mpimg
 
-from naslab.analysis.prediction_plot import plot_predicted_vs_measured, predictions
+from naslab.analysis.prediction_plot import plot_predicted_vs_measured, prediction_figure, predictions
 from naslab.archive import ArchiveRecord
+from tests.analysis.figure_checks import assert_integer_ticks, assert_texts_inside, assert_tick_labels_apart
 
 
 def record(i: int, score: float, extra: dict, error: str | None = None, genotype: int | None = None) -> ArchiveRecord:
@@ -30,3 +31,55 @@ def test_only_records_with_a_prediction_are_plotted(tmp_path) -> None:
     assert mpimg.imread(path).shape[1] > 400
     assert plot_predicted_vs_measured(records[:1], tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def scattered(n: int, generations: int) -> list[ArchiveRecord]:
+    return [
+        record(
+            i, 0.5 + 0.4 * ((i * 7) % 11) / 11, {"nao": {"generation": i % generations, "predicted": 0.4 + i / (2 * n)}}
+        )
+        for i in range(n)
+    ]
+
+
+def test_few_generations_get_a_legend_beside_the_points() -> None:
+    fig = prediction_figure(predictions(scattered(30, 3)), "nao")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1  # no colour bar
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "generation 0",
+        "generation 1",
+        "generation 2",
+        "predicted = measured",
+    ]
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    assert ax.get_title() == "nao: pairwise accuracy " + ax.get_title().split("accuracy ")[1]
+    assert ax.get_title().endswith(", 30 architectures")
+    assert_texts_inside(fig)
+
+
+def test_many_generations_get_a_colour_bar_with_whole_generation_numbers() -> None:
+    fig = prediction_figure(predictions(scattered(60, 20)), "nao")
+    ax, bar = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["predicted = measured"]
+    assert bar.get_ylabel() == "generation"
+    assert_integer_ticks(bar.yaxis)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in bar.get_yticklabels() if t.get_text()]
+    assert labels and all(label.isdigit() and 0 <= int(label) < 20 for label in labels)
+    assert_tick_labels_apart(bar.yaxis)
+    assert_texts_inside(fig)
+
+
+def test_one_prediction_has_no_pairwise_accuracy() -> None:
+    fig = prediction_figure([(0.5, 0.6, 0)], "epnas")
+    assert fig.axes[0].get_title() == "epnas: pairwise accuracy n/a, 1 architecture"
+
+
+def test_no_predictions_write_no_picture(tmp_path, caplog) -> None:
+    """A strategy that predicted nothing (random, REINFORCE) gets no empty scatter: None, no file, a log line."""
+    with caplog.at_level("INFO", logger="naslab.analysis.prediction_plot"):
+        assert plot_predicted_vs_measured([record(0, 0.5, {"random": {}})], tmp_path / "p.png", "random") is None
+    assert not (tmp_path / "p.png").exists()
+    assert "no architecture carried a prediction" in caplog.text

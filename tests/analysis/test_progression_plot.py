@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import matplotlib.image as mpimg
+import pytest
 
-from naslab.analysis.progression_plot import plot_progression, progression_rows
+from naslab.analysis.progression_plot import plot_progression, progression_figure, progression_rows
 from naslab.archive import ArchiveRecord
+from tests.analysis.figure_checks import (
+    assert_integer_ticks,
+    assert_texts_inside,
+    assert_tick_labels_apart,
+    visible_ticks,
+)
 
 
 def record(i: int, score: float, extra: dict, error: str | None = None) -> ArchiveRecord:
@@ -38,3 +45,32 @@ def test_rows_list_each_levels_sampled_set_and_skip_derivations_and_failures(tmp
     assert mpimg.imread(path).shape[1] > 500
     assert plot_progression(records[5:], tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def levels_of(iterations: int, levels: int) -> list[tuple]:
+    return [
+        (it, lv, 5.0 / (it + 1), None, 0.1 * lv + 0.01 * k, f"g{it}{lv}{k}")
+        for it in range(iterations)
+        for lv in range(1, levels + 1)
+        for k in range(3)
+    ]
+
+
+@pytest.mark.parametrize(("iterations", "levels"), [(1, 2), (3, 5), (2, 24)])
+def test_levels_are_whole_numbers_and_the_legend_hides_no_point(iterations, levels) -> None:
+    fig = progression_figure(levels_of(iterations, levels), "epnas")
+    ax = fig.axes[0]
+    assert_integer_ticks(ax.xaxis)
+    assert set(visible_ticks(ax.xaxis)) <= set(range(1, levels + 1))
+    assert_tick_labels_apart(ax.xaxis)
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    assert len(ax.get_legend().get_texts()) == iterations
+    assert_texts_inside(fig)
+
+
+def test_no_progressive_records_write_no_picture(tmp_path, caplog) -> None:
+    with caplog.at_level("INFO", logger="naslab.analysis.progression_plot"):
+        assert plot_progression([record(0, 0.5, {"nao": {"predicted": 0.4}})], tmp_path / "p.png") is None
+    assert not (tmp_path / "p.png").exists()
+    assert "not drawn" in caplog.text

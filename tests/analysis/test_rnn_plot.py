@@ -6,8 +6,9 @@ import re
 
 import numpy as np
 
-from naslab.analysis.rnn_plot import draw_rnn_cell, rnn_cell_to_dot
+from naslab.analysis.rnn_plot import draw_rnn_cell, rnn_cell_figure, rnn_cell_to_dot
 from naslab.spaces.rnn import RNNGenotype, RNNNode, RNNSpace
+from tests.analysis.figure_checks import assert_texts_inside
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,3 +41,19 @@ def test_space_draw_uses_it(tmp_path) -> None:
     g = space.sample(np.random.default_rng(1))
     assert space.draw(g, tmp_path) == [tmp_path / "rnn_cell.png"]
     assert (tmp_path / "rnn_cell.dot").exists()
+
+
+def test_boxes_are_numbered_as_the_genotype_string_and_it_is_the_subtitle() -> None:
+    """Entry i of "sigmoid(0) relu(1) ... -> avg[...]" is box "i\\nsigmoid"; the string itself is under the title."""
+    g = RNNGenotype((RNNNode("sigmoid", 0), RNNNode("relu", 1), RNNNode("tanh", 0), RNNNode("identity", 2)), "all")
+    fig = rnn_cell_figure(g)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts[:2] == ["recurrent cell", str(g)]
+    entries = re.findall(r"(\w+)\((\d+)\)", str(g))
+    boxes = [t for t in texts if re.match(r"^\d+\n", t)]
+    assert boxes == ["0\nhighway tanh"] + [f"{i}\n{act}" for i, (act, _) in enumerate(entries, start=1)]
+    dot = rnn_cell_to_dot(g)
+    assert {(int(j), i) for i, (_, j) in enumerate(entries, start=1)} == {
+        (int(a), int(b)) for a, b in re.findall(r"N(\d+) -> N(\d+);", dot)
+    }
+    assert_texts_inside(fig)

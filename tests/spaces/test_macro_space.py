@@ -11,6 +11,8 @@ import torch
 from naslab.spaces import GenotypeError, Task
 from naslab.spaces.macro import MACRO_OPS_ENAS, MacroGenotype, MacroLayer, MacroSpace
 from naslab.spaces.macro_network import MacroNetwork, needed_reductions, reduction_layers
+from tests.analysis.figure_checks import assert_texts_inside
+from tests.analysis.test_chain_plot import boxes, captured, picture_of, skip_squares
 from tests.lightning_helpers import quiet_trainer
 
 SPACES = [MacroSpace(), MacroSpace(3), MacroSpace(6, ["conv_3x3", "max_pool_3x3"]), MacroSpace(1)]
@@ -344,3 +346,16 @@ def test_supernet_runs_partial_paths_through_the_remaining_reductions() -> None:
         assert supernet.classifier.weight.grad is not None
     with pytest.raises(ValueError, match="the supernet has 6"):
         supernet(x, chain(7))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_picture_names_layers_and_skips_as_describe(tmp_path, monkeypatch, seed) -> None:
+    """Box "j: op" and a filled square (j, i) for every `j:op[+i,...]` of describe(): nothing else."""
+    figures = captured(monkeypatch)
+    space = MacroSpace(12)
+    g = space.sample(np.random.default_rng(seed))
+    space.draw(g, tmp_path)
+    (fig,) = figures
+    labels, squares = picture_of(space.describe(g))
+    assert boxes(fig) == labels and skip_squares(fig) == squares
+    assert_texts_inside(fig)

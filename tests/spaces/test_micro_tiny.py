@@ -8,6 +8,7 @@ DARTS' mixed supernet with an architecture's one-hot weights computes that archi
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -151,3 +152,23 @@ def test_untied_one_hot_weights_round_trip_through_derivation() -> None:
         if all(n.left.input != n.right.input for n in nodes) and all(b.op != "none" for b in branches):
             assert space.key(space.derive(space.relaxed_weights(g))) == space.key(g)
             checked += 1
+
+
+def test_pictures_number_nodes_as_describe_and_say_the_cell_is_tied(space: MicroSpace, tmp_path) -> None:
+    """describe() writes the one cell once as "cell (normal = reduce): 2=op(j)+op(j) ..."; both pictures are titled
+    so, and their edges are the string's: input j -> node k labelled op, and node -> c_{k} for cat[...]."""
+    g = cell((1, "max_pool_3x3"), (0, "max_pool_3x3"), (0, "sep_conv_3x3"), (2, "identity"))
+    text = space.describe(g)
+    assert text.startswith("cell (normal = reduce): ")
+    expected = {
+        (j, k, op) for k, node in re.findall(r"(\d+)=(\S+)", text) for op, j in re.findall(r"(\w+)\((\d+)\)", node)
+    }
+    (concat,) = re.findall(r"cat\[([\d, ]*)\]", text)
+    expected |= {(i.strip(), "c_{k}", None) for i in concat.split(",")}
+    paths = space.draw(g, tmp_path)
+    assert [p.name for p in paths] == ["normal.png", "reduce.png"]
+    for png in paths:
+        dot = png.with_suffix(".dot").read_text()
+        assert dot.startswith('digraph "cell (normal = reduce)" {')
+        found = {(u, v, op or None) for u, v, op in re.findall(r'"([^"]+)" -> "([^"]+)" \[(?:label="([^"]+)")?', dot)}
+        assert found == expected

@@ -24,6 +24,8 @@ from naslab.spaces.base import Task
 from naslab.spaces.micro_genotype import GenotypeError
 from naslab.spaces.nases import FIELDS, PAPER_RULES, NASESGenotype, NASESSpace
 from naslab.spaces.nases_network import NASES_KINDS, NASESNetwork
+from tests.analysis.figure_checks import assert_texts_inside
+from tests.analysis.test_chain_plot import boxes, captured, picture_of, skip_squares
 
 CONFIG = Path(__file__).resolve().parents[2] / "conf" / "space" / "nases.yaml"
 SPACE = NASESSpace()
@@ -378,3 +380,15 @@ def test_ten_thousand_uniform_vectors_build_networks_that_run_forward() -> None:
                 assert logits.shape == (1, 10) and torch.isfinite(logits).all()
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_picture_names_layers_and_skips_as_describe(tmp_path: Path, monkeypatch, seed: int) -> None:
+    """Box "j: op/filters" and a filled square (j, i) for every `j:op/filters[+i,...]` of describe()."""
+    figures = captured(monkeypatch)
+    g = SPACE.sample(np.random.default_rng(seed))
+    SPACE.draw(g, tmp_path)
+    (fig,) = figures
+    labels, squares = picture_of(SPACE.describe(g))
+    assert len(labels) == 15 and boxes(fig) == labels and skip_squares(fig) == squares
+    assert_texts_inside(fig)

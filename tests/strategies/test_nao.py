@@ -338,3 +338,78 @@ def test_failed_trials_stay_out_of_training_and_held_out_cells_are_never_trained
     assert len(fits) == 2
     heldout = {SPACE.key(g) for g in proposed if strategy._held_out(SPACE.key(g))}
     assert heldout and all(not (trained & heldout) and not (trained & failed) for trained in fits)
+
+
+def _sources(strategy: NAOStrategy, proposed: list) -> list:
+    return [strategy.proposal_info(g).get("nao", {}).get("source", "initial") for g in proposed]
+
+
+def test_unlabelled_cells_let_ascent_propose_new_cells_at_the_quick_start_budget() -> None:
+    """Bug (the quick start: 12-16 architectures): a model fitted to 8 scored cells decodes every embedding
+    to one of them, so ascent gave known cells back and the generation was random fill. Random cells in
+    the reconstruction loss (nao_quick's `unlabelled`) teach the decoder the space: every cell after the
+    random pool comes from ascent."""
+    sizes = {"budget": 16, "initial_fraction": 0.5, "epochs": 50, "batch_size": 50, "seed": 1}
+    counts = {}
+    for unlabelled in (0, 100):
+        strategy = nao(**sizes, unlabelled=unlabelled)
+        proposed = play(strategy, PlantedEvaluator(SPACE, seed=1))
+        assert len(proposed) == 16 and strategy.num_initial == 8 and strategy.top_k == 4
+        counts[unlabelled] = _sources(strategy, proposed).count("ascent")
+    assert counts[100] == 8 and counts[0] < 8
+
+
+def test_unlabelled_cells_enter_training_without_a_score_and_come_from_the_seed_alone(monkeypatch) -> None:
+    import naslab.strategies.nao as nao_module
+
+    fits: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real_fit = nao_module.fit
+    monkeypatch.setattr(nao_module, "fit", lambda model, t, s, **k: fits.append((t, s)) or real_fit(model, t, s, **k))
+    sizes = {"initial_pool": 10, "top_k": 3, "iterations": 3, "holdout_fraction": 0.3}
+    with_unlabelled = nao(**sizes, unlabelled=40)
+    evaluator = PlantedEvaluator(SPACE, seed=0)
+    first = with_unlabelled.ask(10)
+    assert first == nao(**sizes).ask(10)  # the strategy's random stream is untouched
+    with_unlabelled.tell(first, [evaluator.score(g) for g in first])
+    play(with_unlabelled, evaluator)
+    assert len(fits) == 2
+    unlabelled = [t[s.isnan()] for t, s in fits]
+    assert all(len(u) == 40 for u in unlabelled) and torch.equal(unlabelled[0], unlabelled[1])  # drawn once
+    assert all(not s[: len(s) - 40].isnan().any() and s[-40:].isnan().all() for _, s in fits)
+    keys = {SPACE.key(SPACE.from_tokens(t)) for t in unlabelled[0].tolist()}
+    assert len(keys) == 40 and not any(with_unlabelled._held_out(k) for k in keys)  # held-out cells stay unseen
+    resumed = nao(**{**sizes, "seed": 3}, unlabelled=40)
+    resumed.load_state_dict(with_unlabelled.state_dict())
+    assert torch.equal(resumed._unlabelled_tokens(), unlabelled[0])  # the restored seed's cells
+    with pytest.raises(ValueError, match="unlabelled"):
+        nao(budget=10, unlabelled=-1)
+
+
+def test_quick_preset_keeps_the_paper_model_and_sizes_the_quick_start(compose_cfg) -> None:
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg("strategy=nao_quick", "search.num_architectures=16")
+    strategy = instantiate(cfg.strategy, space=instantiate(cfg.space))
+    assert (strategy.num_initial, strategy.top_k, strategy.iterations) == (8, 4, 3)  # 8 + 4 + 4
+    assert strategy.num_unlabelled == 200 and strategy.train_settings["epochs"] == 50
+    paper = compose_cfg("strategy=nao")
+    assert cfg.strategy.model == paper.strategy.model and cfg.strategy.eta == paper.strategy.eta == 10
+    assert paper.strategy.unlabelled == 0 and paper.strategy.epochs == 1000  # nao.yaml stays the paper's
+
+
+def test_seeded_search_is_bit_identical_whatever_the_torch_thread_count() -> None:
+    """Bug: the model's training and ascent summed in a thread-dependent order, so threads=1 and threads=2
+    runs proposed different cells. The model now runs on one thread whatever the caller's setting."""
+    space = MicroSpace(3, "enas")
+    runs = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            strategy = NAOStrategy(space, seed=0, initial_pool=16, top_k=4, iterations=2, epochs=20, batch_size=50)
+            proposed = play(strategy, PlantedEvaluator(space, seed=0))
+            assert torch.get_num_threads() == count  # restored after the model's work
+            runs.append(([space.key(g) for g in proposed], [strategy.proposal_info(g) for g in proposed]))
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[0] == runs[1]  # the same cells, etas and predicted scores, bit for bit

@@ -118,3 +118,20 @@ def test_training_learns_the_planted_score_and_ascent_improves_the_true_score() 
     # the gain is the ascent's, not the decoder's: decoding the unmoved embedding gives the seeds back
     unmoved = [space.from_tokens(t) for t in model.ascend(seeds, 0.0).tokens.tolist()]
     assert np.mean([evaluator.score(g) for g in unmoved]) < true_after.mean() - 0.02
+
+
+def test_unlabelled_rows_enter_the_reconstruction_loss_only() -> None:
+    space = SPACES["micro_small"]
+    torch.manual_seed(0)
+    model = NAOModel(space.token_choices(), space.token_kinds(), embedding=8, hidden=16).eval()
+    tokens = torch.tensor([space.to_tokens(space.sample(np.random.default_rng(i))) for i in range(6)])
+    scores = torch.tensor([0.1, float("nan"), 0.9, float("nan"), 0.5, float("nan")])
+    scored = ~scores.isnan()
+    mse, nll = model.losses(tokens, scores)
+    labelled_mse, _ = model.losses(tokens[scored], scores[scored])
+    _, all_nll = model.losses(tokens, torch.zeros(6))
+    assert torch.allclose(mse, labelled_mse) and torch.equal(nll, all_nll)
+    mse, nll = model.losses(tokens[~scored], scores[~scored])  # a batch of unlabelled cells only
+    assert mse.item() == 0 and nll.item() > 0
+    (0.8 * mse + 0.2 * nll).backward()
+    assert all(p.grad is None or p.grad.isfinite().all() for p in model.parameters())

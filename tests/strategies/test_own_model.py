@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from naslab.spaces import RNNSpace
+from naslab.spaces import MicroSpace, RNNSpace
 from naslab.strategies.epnas_surrogate import _collate, _PrefixDataset
 from naslab.strategies.nao_model import NAOModel, fit
-from naslab.strategies.own_model import ShuffledPasses, train_own_model
+from naslab.strategies.own_model import ShuffledPasses, one_thread, train_own_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,3 +65,53 @@ def test_nao_fit_in_one_epoch_gives_the_per_epoch_trainers_weights_and_last_epoc
     for key in new:
         assert new[key] == pytest.approx(old[key], rel=1e-6)
     assert models[0].log_from_step == 0  # reset after fitting: a later plain Trainer logs every step
+
+
+def test_one_thread_runs_the_block_on_one_thread_and_restores_the_callers_count() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), one_thread():
+            raise RuntimeError
+        assert torch.get_num_threads() == 2
+        assert one_thread()(torch.get_num_threads)() == 1  # also a decorator
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_nao_model_trains_and_ascends_bit_identically_with_one_or_two_torch_threads() -> None:
+    """Bug: with the paper's model sizes (embedding 32, hidden 96) the weights after `fit`, the predictions
+    and the ascent differed in the last bits between torch.set_num_threads(1) and (2), and over a search
+    the decoded cells differed. Training and inference now run on one thread whatever the caller's."""
+    space = MicroSpace(3, "enas")
+    rng = np.random.default_rng(0)
+    tokens = torch.tensor([space.to_tokens(space.sample(rng)) for _ in range(16)])
+    scores = torch.rand(16, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            torch.manual_seed(0)
+            model = NAOModel(space.token_choices(), space.token_kinds(), embedding=32, hidden=96)
+            losses = fit(model, tokens, scores, epochs=20, batch_size=50, seed=1)
+            ascent = model.ascend(tokens, 10.0)
+            outputs.append(
+                (
+                    [p.detach().clone() for p in model.parameters()],
+                    losses,
+                    model.predict_tokens(tokens),
+                    ascent.tokens,
+                    ascent.predicted_after,
+                    model.reconstruct(tokens),
+                )
+            )
+            assert torch.get_num_threads() == count
+    finally:
+        torch.set_num_threads(threads)
+    (weights1, losses1, *rest1), (weights2, losses2, *rest2) = outputs
+    assert all(torch.equal(a, b) for a, b in zip(weights1, weights2))
+    assert losses1 == losses2 and all(torch.equal(a, b) for a, b in zip(rest1, rest2))

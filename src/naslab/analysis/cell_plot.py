@@ -2,8 +2,11 @@
 
 `cell_to_dot` writes graphviz DOT source (for anyone who has graphviz); `draw_cell` renders the
 same graph to PNG with matplotlib alone, using a layout computed here, so no system package is
-needed. Inputs 0 and 1 are drawn as c_{k-2} and c_{k-1}, node index k + 2 as "k", and the cell
-output as c_{k}. Branches whose op is "none" are left out, as DARTS does.
+needed. Every state carries the number the genotype string gives it (`Cell.__str__`, e.g.
+`2=max_pool_3x3(0)+identity(1) 3=... -> cat[3, 4]`): the inputs are "0 (c_{k-2})" and "1 (c_{k-1})",
+intermediate node k is "k + 2", and the cell output c_{k} concatenates the nodes of `cat[...]`
+(dashed edges). The picture's subtitle is that string itself. Branches whose op is "none" are left
+out, as DARTS does.
 
 Drawing uses a bare `Figure` on the Agg canvas: it never touches pyplot's figure manager or the
 process-wide backend, so it works headless and cannot leak open figures.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -20,7 +24,7 @@ from matplotlib.patches import Circle, FancyBboxPatch
 
 from naslab.spaces.micro_genotype import NUM_CELL_INPUTS, Cell, MicroGenotype
 
-__all__ = ["cell_to_dot", "draw_cell", "draw_genotype"]
+__all__ = ["cell_figure", "cell_to_dot", "draw_cell", "draw_genotype", "state_label"]
 
 NONE_OP = "none"
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
@@ -33,16 +37,26 @@ _COLORS = {"darkseagreen2": "#b4eeb4", "lightblue": "#add8e6", "palegoldenrod": 
 _INCH = 0.85
 _DX = 2.6  # between depth columns
 _DY = 1.25  # between nodes in a column
-_RECT_W, _RECT_H = 1.0, 0.5  # cell inputs and output
+_RECT_W, _RECT_H = 1.3, 0.5  # cell inputs and output
 _RADIUS = 0.3  # intermediate nodes
 _NODE_FONT = 11
-_EDGE_FONT = 7
+_EDGE_FONT = 8
+_TITLE_FONT = 12
+_SUBTITLE_FONT = 8
 _DPI = 120
 
 
-def _state_name(index: int) -> str:
-    """DOT/display name of a state: the two cell inputs, then intermediate nodes numbered from 0."""
-    return INPUT_NAMES[index] if index < NUM_CELL_INPUTS else str(index - NUM_CELL_INPUTS)
+def state_label(index: int) -> str:
+    """What the picture and the DOT file call a state: its number in the genotype string, the two cell
+    inputs with their DARTS names beside ("0 (c_{k-2})", "1 (c_{k-1})", "2", "3", ...)."""
+    return f"{index} ({INPUT_NAMES[index]})" if index < NUM_CELL_INPUTS else str(index)
+
+
+def _display_label(index: int, n_states: int) -> str:
+    """A node's text in the picture (mathtext for the c_{...} names)."""
+    if index == n_states:
+        return f"${OUTPUT_NAME}$"
+    return f"{index} (${INPUT_NAMES[index]}$)" if index < NUM_CELL_INPUTS else str(index)
 
 
 def _edges(cell: Cell) -> list[tuple[int, int, str | None]]:
@@ -62,7 +76,11 @@ def _quote(text: str) -> str:
 
 
 def cell_to_dot(cell: Cell, title: str) -> str:
-    """Graphviz DOT source for a cell, laid out left to right like DARTS' plot()."""
+    """Graphviz DOT source for a cell, laid out left to right like DARTS' plot().
+
+    Nodes are named by their state number in the genotype string ("0", "1", "2", ...; the inputs are
+    labelled "0 (c_{k-2})" and "1 (c_{k-1})"); the output is "c_{k}".
+    """
     cell.validate(title or "cell")
     lines = [
         f"digraph {_quote(title)} {{",
@@ -71,16 +89,16 @@ def cell_to_dot(cell: Cell, title: str) -> str:
         "penwidth=2, fontname=times];",
         "  edge [fontsize=20, fontname=times];",
     ]
-    for name in INPUT_NAMES:
-        lines.append(f"  {_quote(name)} [fillcolor=darkseagreen2];")
-    for k in range(cell.num_nodes):
-        lines.append(f"  {_quote(str(k))} [fillcolor=lightblue];")
+    for i in range(NUM_CELL_INPUTS):
+        lines.append(f"  {_quote(str(i))} [label={_quote(state_label(i))}, fillcolor=darkseagreen2];")
+    for i in range(NUM_CELL_INPUTS, NUM_CELL_INPUTS + cell.num_nodes):
+        lines.append(f"  {_quote(str(i))} [fillcolor=lightblue];")
     lines.append(f"  {_quote(OUTPUT_NAME)} [fillcolor=palegoldenrod];")
     out_index = NUM_CELL_INPUTS + cell.num_nodes
     for src, dst, op in _edges(cell):
-        u = _quote(_state_name(src))
-        v = _quote(OUTPUT_NAME if dst == out_index else _state_name(dst))
-        attrs = f"label={_quote(op)}, fillcolor=gray" if op is not None else "fillcolor=gray"
+        u = _quote(str(src))
+        v = _quote(OUTPUT_NAME if dst == out_index else str(dst))
+        attrs = f"label={_quote(op)}, fillcolor=gray" if op is not None else "fillcolor=gray, style=dashed"
         lines.append(f"  {u} -> {v} [{attrs}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -167,14 +185,29 @@ class _Edge:
     label_xy: tuple[float, float] | None = None
 
 
+def _overlap(p0, p2, rad: float, others: list[list[tuple[float, float]]], near: float = 0.15) -> int:
+    """How many sample points of the middle of the curve run along (within `near` of) an edge already routed.
+
+    A crossing touches one or two samples; an edge laid over another touches many.
+    """
+    count = 0
+    for t in [k / 20 for k in range(4, 17)]:
+        x, y = _bezier(p0, p2, rad, t)
+        if any(abs(x - ox) < near and abs(y - oy) < near for pts in others for ox, oy in pts):
+            count += 1
+    return count
+
+
 def _route(cell: Cell, pos: dict[int, tuple[float, float]]) -> list[_Edge]:
-    """Straight edges where they are clear; otherwise the least-curved arc that misses the nodes.
+    """Straight edges where they are clear; otherwise the least-curved arc that misses the nodes and does
+    not run along an edge routed before it (op edges first, then the dashed concat edges).
 
     Two branches of one node that read the same input are bent apart (one each way).
     """
     n_states = NUM_CELL_INPUTS + cell.num_nodes
     edges = [_Edge(s, d, op) for s, d, op in _edges(cell)]
     seen: dict[tuple[int, int], int] = {}
+    routed: list[list[tuple[float, float]]] = []
     for e in edges:
         key = (e.src, e.dst)
         twin = seen.get(key, 0)
@@ -186,9 +219,18 @@ def _route(cell: Cell, pos: dict[int, tuple[float, float]]) -> list[_Edge]:
             sign = 1.0 if twin == 0 else -1.0
             candidates = [sign * b for b in bends if b >= 0.2]
         p0, p2 = pos[e.src], pos[e.dst]
-        # First clear candidate (least bent); if none is clear, the one through the fewest nodes.
-        scored = [(_node_hits(p0, p2, r, pos, {e.src, e.dst}, n_states), k) for k, r in enumerate(candidates)]
-        e.rad = candidates[min(scored)[1]]
+        # First clear candidate (least bent); if none is clear, the one through the fewest nodes. Running
+        # along another edge over a few samples (more than a crossing) counts next.
+        scored = [
+            (
+                _node_hits(p0, p2, r, pos, {e.src, e.dst}, n_states),
+                max(0, _overlap(p0, p2, r, routed) - 2),
+                k,
+            )
+            for k, r in enumerate(candidates)
+        ]
+        e.rad = candidates[min(scored)[2]]
+        routed.append([_bezier(p0, p2, e.rad, k / 40) for k in range(1, 40)])
     return edges
 
 
@@ -255,7 +297,33 @@ def _place_labels(edges: list[_Edge], pos, n_states: int) -> None:
 # Drawing
 
 
-def _render(cell: Cell, title: str, png: Path) -> None:
+def _header_lines(subtitle: str | None, width_in: float) -> list[str]:
+    """The subtitle (the cell's genotype string) broken between its nodes to fit `width_in` inches."""
+    if not subtitle:
+        return []
+    max_chars = max(24, int(width_in * 72 / (0.62 * _SUBTITLE_FONT)))
+    # break only between nodes: "-> cat[3, 4]" stays together
+    words: list[str] = []
+    for part in subtitle.split(" "):
+        if words and (words[-1].endswith(",") or words[-1] == "->"):
+            words[-1] += " " + part
+        else:
+            words.append(part)
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= max_chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def cell_figure(cell: Cell, title: str, subtitle: str | None = None) -> Any:
+    """The matplotlib Figure of a cell (bare Agg canvas), titled `title` with `subtitle` (default: the
+    cell's genotype string) beneath; `draw_cell` saves it."""
+    cell.validate(title or "cell")
+    if subtitle is None:
+        subtitle = str(cell)
     depth = _depths(cell)
     pos = _positions(cell, depth)
     n_states = NUM_CELL_INPUTS + cell.num_nodes
@@ -264,7 +332,7 @@ def _render(cell: Cell, title: str, png: Path) -> None:
 
     xs = [x for x, _ in pos.values()]
     ys = [y for _, y in pos.values()]
-    pad_x, pad_y = _RECT_W / 2 + 0.35, 0.75
+    pad_x, pad_y = _RECT_W / 2 + 0.3, 0.55
     # Arcs may bulge beyond the node rows; include their control region in the limits.
     for e in edges:
         for t in (0.25, 0.5, 0.75):
@@ -272,20 +340,37 @@ def _render(cell: Cell, title: str, png: Path) -> None:
             ys.append(y)
     x0, x1 = min(xs) - pad_x, max(xs) + pad_x
     y0, y1 = min(ys) - pad_y, max(ys) + pad_y
-    fig = Figure(figsize=((x1 - x0) * _INCH, (y1 - y0) * _INCH + 0.35), dpi=_DPI)
+    width_in = (x1 - x0) * _INCH
+    sub_lines = _header_lines(subtitle, width_in)
+    # the header: title line, subtitle lines, a little air (inches)
+    header = 0.12 + (_TITLE_FONT * 1.4 + len(sub_lines) * _SUBTITLE_FONT * 1.35) / 72 + 0.1
+    height_in = (y1 - y0) * _INCH + header
+    fig = Figure(figsize=(width_in, height_in), dpi=_DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, (y1 - y0) / ((y1 - y0) + 0.35 / _INCH)))
+    ax = fig.add_axes((0, 0, 1, (y1 - y0) * _INCH / height_in))
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
     ax.axis("off")
-    fig.suptitle(title, fontsize=12, y=0.985, va="top")
+    top = 1 - 0.12 / height_in
+    fig.text(0.5, top, title, ha="center", va="top", fontsize=_TITLE_FONT)
+    if sub_lines:
+        fig.text(
+            0.5,
+            top - _TITLE_FONT * 1.4 / 72 / height_in,
+            "\n".join(sub_lines),
+            ha="center",
+            va="top",
+            fontsize=_SUBTITLE_FONT,
+            family="monospace",
+            color="0.25",
+            linespacing=1.25,
+        )
 
     patches = {}
     for i, (x, y) in pos.items():
         if NUM_CELL_INPUTS <= i < n_states:
             patch = Circle((x, y), _RADIUS, fc=_COLORS["lightblue"], ec="black", lw=1.5, zorder=3)
-            label = str(i - NUM_CELL_INPUTS)
         else:
             color = _COLORS["palegoldenrod" if i == n_states else "darkseagreen2"]
             patch = FancyBboxPatch(
@@ -298,13 +383,12 @@ def _render(cell: Cell, title: str, png: Path) -> None:
                 lw=1.5,
                 zorder=3,
             )
-            name = OUTPUT_NAME if i == n_states else INPUT_NAMES[i]
-            label = f"${name}$"
         ax.add_patch(patch)
         patches[i] = patch
-        ax.text(x, y, label, ha="center", va="center", fontsize=_NODE_FONT, zorder=4)
+        ax.text(x, y, _display_label(i, n_states), ha="center", va="center", fontsize=_NODE_FONT, zorder=4)
 
     for e in edges:
+        concat = e.op is None
         ax.annotate(
             "",
             xy=pos[e.dst],
@@ -316,7 +400,8 @@ def _render(cell: Cell, title: str, png: Path) -> None:
                 patchB=patches[e.dst],
                 shrinkA=1,
                 shrinkB=1,
-                color="0.35" if e.op is None else "black",
+                color="0.5" if concat else "black",
+                linestyle="--" if concat else "-",
                 lw=1.0,
             ),
             zorder=2,
@@ -331,22 +416,34 @@ def _render(cell: Cell, title: str, png: Path) -> None:
                 zorder=5,
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85),
             )
-    fig.savefig(png, format="png", dpi=_DPI)
+    return fig
 
 
-def draw_cell(cell: Cell, path: str | Path, title: str) -> Path:
-    """Renders `cell` to a PNG at `path` and its DOT source beside it (same stem, .dot)."""
+def draw_cell(cell: Cell, path: str | Path, title: str, subtitle: str | None = None) -> Path:
+    """Renders `cell` to a PNG at `path` and its DOT source beside it (same stem, .dot).
+
+    The picture is titled `title`, with `subtitle` (default: the cell's genotype string) beneath.
+    """
     png = Path(path)
     if not png.suffix:
         png = png.with_suffix(".png")
-    png.parent.mkdir(parents=True, exist_ok=True)
     dot = cell_to_dot(cell, title)  # also validates the cell before anything is drawn
+    fig = cell_figure(cell, title, subtitle)
+    png.parent.mkdir(parents=True, exist_ok=True)
     png.with_suffix(".dot").write_text(dot)
-    _render(cell, title, png)
+    fig.savefig(png, format="png", dpi=_DPI)
     return png
 
 
-def draw_genotype(genotype: MicroGenotype, out_dir: str | Path, prefix: str = "") -> list[Path]:
-    """Draws the normal and reduction cells to out_dir/{prefix}normal.png and {prefix}reduce.png."""
+def draw_genotype(genotype: MicroGenotype, out_dir: str | Path, prefix: str = "", tied: bool = False) -> list[Path]:
+    """Draws the normal and reduction cells to out_dir/{prefix}normal.png and {prefix}reduce.png.
+
+    `tied` (a space whose one cell serves as both): both pictures say so in their title, as
+    `MicroSpace.describe` writes "cell (normal = reduce): ...".
+    """
     out = Path(out_dir)
-    return [draw_cell(cell, out / f"{prefix}{name}.png", f"{prefix}{name}") for name, cell in genotype.cells.items()]
+    paths = []
+    for name, cell in genotype.cells.items():
+        title = f"{prefix}cell (normal = reduce)" if tied else f"{prefix}{name}"
+        paths.append(draw_cell(cell, out / f"{prefix}{name}.png", title))
+    return paths

@@ -9,13 +9,16 @@ it at a glance; the table lists the sampled set of every level with its predicti
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
 
-from naslab.analysis.canvas import plot_axes
+from naslab.analysis.canvas import LABEL_FONT, LEGEND_FONT, TITLE_FONT, integer_ticks, new_plot, save
 from naslab.archive import ArchiveRecord
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("iteration", "level", "temperature", "predicted", "score", "genotype")
 
@@ -47,13 +50,9 @@ def progression_rows(records: Sequence[ArchiveRecord]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def plot_progression(records: Sequence[ArchiveRecord], path: str | Path, title: str = "") -> Path | None:
-    """Writes the measured score of every sampled architecture by level, one colour per progression,
-    with each level's best joined; None (and no file) when no record came from a progressive strategy."""
-    rows = progression_rows(records)
-    if not rows:
-        return None
-    path, fig, ax = plot_axes(path, (5.6, 4.2))
+def progression_figure(rows: Sequence[tuple[Any, ...]], title: str = "") -> Any:
+    """The per-level Figure (bare Agg canvas) of `progression_rows` (not empty)."""
+    fig, ax = new_plot((7.0, 4.4))
     iterations = sorted({row[0] for row in rows})
     colours = matplotlib.colormaps["viridis"]
     width = 0.6 / max(1, len(iterations))
@@ -74,12 +73,29 @@ def plot_progression(records: Sequence[ArchiveRecord], path: str | Path, title: 
             linewidth=1.2,
             label=f"progression {iteration} (tau {temperature:.2g})",
         )
-    ax.set_xlabel("level (layers or blocks)")
-    ax.set_ylabel("measured score")
-    ax.set_xticks(sorted({row[1] for row in rows}))
-    ax.set_title(title or "progressive search: measured score per level")
+    ax.set_xlabel("level (layers or blocks)", fontsize=LABEL_FONT)
+    ax.set_ylabel("measured score", fontsize=LABEL_FONT)
+    levels = sorted({row[1] for row in rows})
+    ax.set_xlim(levels[0] - 0.5, levels[-1] + 0.5)
+    integer_ticks(ax.xaxis)  # levels are whole numbers; many levels get a readable subset of them
+    ax.set_title(title or "progressive search: measured score per level", fontsize=TITLE_FONT)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    ax.legend(
+        title="dots: every architecture\nline: each level's best",
+        title_fontsize=LEGEND_FONT,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=LEGEND_FONT,
+        borderaxespad=0,
+    )
+    return fig
+
+
+def plot_progression(records: Sequence[ArchiveRecord], path: str | Path, title: str = "") -> Path | None:
+    """Writes the measured score of every sampled architecture by level, one colour per progression,
+    with each level's best joined; None (and no file) when no record came from a progressive strategy."""
+    rows = progression_rows(records)
+    if not rows:
+        log.info("no architecture came from a progressive strategy: %s not drawn", Path(path).name)
+        return None
+    return save(progression_figure(rows, title), path)

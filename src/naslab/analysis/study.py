@@ -34,6 +34,7 @@ from scipy import stats
 
 from naslab.analysis.ranking import kendall_tau, read_shared_ranking
 from naslab.archive import read_records
+from naslab.errors import MissingFileError
 from naslab.evaluators.table import ResultTable
 
 RANDOM = "random"
@@ -184,14 +185,14 @@ def load_study(study_dir: str | Path) -> list[StudyRun]:
     """
     study_dir = Path(study_dir)
     if not study_dir.is_dir():
-        raise FileNotFoundError(f"no study at {study_dir}: pass the sweep dir of a `python run.py -m ...` study")
+        raise MissingFileError(f"no study at {study_dir}: pass the sweep dir of a `python run.py -m ...` study")
     runs = []
     for path in sorted(study_dir.rglob("results.json")):
         results = json.loads(path.read_text())
         if results.get("mode") in ("search", "search_train") and "seed" in results:
             runs.append(load_run(path.parent))
     if not any(r.search_score is not None for r in runs):
-        raise FileNotFoundError(f"no finished search run (results.json with a search block) under {study_dir}")
+        raise MissingFileError(f"no finished search run (results.json with a search block) under {study_dir}")
     return _ordered(runs)
 
 

@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from naslab.analysis.canvas import integer_ticks  # noqa: E402
 from naslab.analysis.study import StudyReport  # noqa: E402
 from naslab.evaluators.table import ResultTable  # noqa: E402
 
@@ -51,6 +52,7 @@ def plot_found_ranks(report: StudyReport, path: str | Path) -> Path | None:
                 ax.annotate(str(counts[r]), (r, row), ha="center", va="center", fontsize=7)
     ax.set_yticks(range(len(methods)), methods)
     ax.set_xlim(0.5, size + 0.5)
+    integer_ticks(ax.xaxis)  # ranks
     ax.set_ylim(-0.7, len(methods) - 0.3)
     ax.invert_yaxis()
     ax.set_xlabel(f"true rank of the found architecture (1 = best of {size}; dot size = seeds)")
@@ -96,6 +98,7 @@ def plot_rank_vs_cost(report: StudyReport, path: str | Path) -> Path | None:
         plt.close(fig)
         return None
     ax.set_xscale("log")
+    integer_ticks(ax.yaxis)  # ranks
     ax.invert_yaxis()
     ax.set_xlabel("search cost per run (wall seconds; table lookups: the measured training time; log scale)")
     ax.set_ylabel(f"true rank of the found architecture (1 = best of {len(report.table.ranked())})")
@@ -123,6 +126,8 @@ def plot_rank_trajectories(report: StudyReport, path: str | Path) -> Path | None
         low, high = np.percentile(ranks, [25, 75], axis=0)
         ax.fill_between(x, low, high, alpha=0.12, color=line[0].get_color())
     ax.set_ylim(len(report.table.ranked()) + 0.5 if report.table is not None else None, 0.5)  # rank 1 on top
+    integer_ticks(ax.xaxis)  # architectures evaluated
+    integer_ticks(ax.yaxis)  # ranks
     ax.set_xlabel("architectures evaluated (the last point: what the search returned)")
     ax.set_ylabel("true rank of the architecture held (mean, quartiles)")
     ax.set_title("How fast each search reaches good architectures")
@@ -153,7 +158,8 @@ def plot_rank_evolution(table: ResultTable, path: str | Path, top: int | None = 
             va="center",
         )
     ax.invert_yaxis()
-    ax.set_xticks(epochs)
+    integer_ticks(ax.xaxis)  # epochs: whole numbers, as many as fit (not one tick per epoch of a long run)
+    integer_ticks(ax.yaxis)  # ranks
     ax.set_xlabel("training epoch")
     ax.set_ylabel(f"rank by mean validation score over seeds (of {len(entries)})")
     ax.set_title("Rank changes while training (ground truth)")

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import abc
 import logging
+import pickle
 from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
+
+from naslab.errors import MissingDataError  # noqa: F401  (re-exported: the datamodules raise it)
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +52,6 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
-
-
-class MissingDataError(FileNotFoundError):
-    """Raised when a dataset's files are not where the datamodule expects them.
-
-    A FileNotFoundError so generic handlers still see it as such; the message is a single line that
-    names the dataset, the expected path and how to obtain the files, because this error is usually
-    read in a cluster log where the traceback is truncated.
-    """
 
 
 class TransformedDataset(Dataset):
@@ -208,7 +202,7 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         self.check_files()
         train_tf, eval_tf = self._transforms()
         # The train images are read once and served with two transforms (search-train / -valid).
-        train_images = self._read_train()
+        train_images = self._readable(self._read_train)
         train_full = TransformedDataset(train_images, train_tf)
         n = len(train_full)  # type: ignore[arg-type]
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed)).tolist()
@@ -219,12 +213,27 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
             self.valid_set = Subset(TransformedDataset(train_images, eval_tf), self.valid_indices)
         else:
             train_idx = perm
-            self.test_set = self._capped(TransformedDataset(self._read_test(), eval_tf), self.max_test_samples)
+            self.test_set = self._capped(
+                TransformedDataset(self._readable(self._read_test), eval_tf), self.max_test_samples
+            )
         if self.max_train_samples is not None:
             train_idx = train_idx[: self.max_train_samples]
         self.train_indices = sorted(train_idx)
         self.train_set = Subset(train_full, self.train_indices)
         log.info("%s splits: %s", self.name, self.describe())
+
+    def _readable(self, read: Callable[[], Dataset]) -> Dataset:
+        """`read()`, where files that are there but cannot be decoded (truncated or corrupt: a broken
+        download, a wrong file under the expected name) are one MissingDataError line naming the dataset."""
+        try:
+            return read()
+        except (pickle.UnpicklingError, EOFError, ValueError, OSError, RuntimeError, IndexError) as err:
+            if isinstance(err, MissingDataError):
+                raise
+            raise MissingDataError(
+                f"{self.name} files under {self.data_dir} are there but unreadable ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'corrupt'}); replace them with a fresh copy"
+            ) from err
 
     @staticmethod
     def _capped(dataset: Dataset, cap: int | None) -> Dataset:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -95,6 +96,9 @@ def _init_pool_worker(runner: TrialRunner, threads: int, parent_pid: int) -> Non
     _worker_runner = runner
     # `workers` processes share the cores: without this each would start a thread per core.
     torch.set_num_threads(threads)
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops the run (naslab.interrupt)
+    # and terminates its workers, which must not die mid-trial with tracebacks of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
 
 
@@ -146,8 +150,16 @@ class PoolBackend(Backend):
                 future.cancel()
 
     def close(self) -> None:
+        # Workers still training belong to a search that stopped (an error, Ctrl-C): their trials are not
+        # recorded, so they are terminated instead of waited for (minutes). An idle worker just exits.
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            processes = list(getattr(self._executor, "_processes", {}).values())
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in processes:
+                process.join(timeout=10)
             self._executor = None
 
 

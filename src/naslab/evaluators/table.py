@@ -24,6 +24,7 @@ import numpy as np
 from scipy import stats
 
 from naslab.archive import ArchiveRecord, read_records
+from naslab.errors import MissingFileError
 from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.spaces.base import Space
 
@@ -42,7 +43,7 @@ def resolve_table(path: str | Path) -> Path:
         return Path(path)
     if (TABLES_DIR / f"{path}.jsonl").is_file():
         return TABLES_DIR / f"{path}.jsonl"
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no ground-truth table at {path}: build one with mode=groundtruth (it writes groundtruth.jsonl) "
         f"or name a packaged one ({', '.join(packaged_tables())})"
     )

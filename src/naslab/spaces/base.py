@@ -185,7 +185,8 @@ class Space(ABC, Generic[G]):
     def to_dict(self, genotype: G) -> dict[str, Any]:
         return genotype.to_dict()  # type: ignore[attr-defined]
 
-    def save_genotype(self, genotype: G, path: Path) -> None:
-        """Writes genotype.json: the space name, the genotype data and its readable string."""
-        payload = {"space": self.name, "genotype": self.to_dict(genotype), "readable": self.describe(genotype)}
+    def save_genotype(self, genotype: G, path: Path, **extra: Any) -> None:
+        """Writes genotype.json: the space name, the genotype data, its readable string, and `extra`
+        (the pipeline adds the config choices it was found with, so `genotype=<run dir>` rebuilds it)."""
+        payload = {"space": self.name, "genotype": self.to_dict(genotype), "readable": self.describe(genotype), **extra}
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")

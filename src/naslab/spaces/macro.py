@@ -308,6 +308,9 @@ class MacroSpace(Space[MacroGenotype]):
 _FILL = {"conv": "#add8e6", "sep": "#b4eeb4", "pool": "#eee8aa", "io": "#dddddd"}
 
 
+FILL_KEY = {"conv": _FILL["conv"], "sep_conv": _FILL["sep"], "pool": _FILL["pool"]}  # a picture's colour key
+
+
 def _fill(op: str) -> str:
     return _FILL["sep" if op.startswith("sep") else "pool" if "pool" in op else "conv"]
 
@@ -336,57 +339,16 @@ def macro_to_dot(genotype: MacroGenotype, reductions: Sequence[int] = ()) -> str
 
 
 def draw_macro(genotype: MacroGenotype, png: Path, reductions: Sequence[int] = ()) -> Path:
-    """Renders the chain with skips arcing above it; bare Figure on Agg (headless, no pyplot state)."""
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    """Renders the chain top to bottom, box j labelled "j: op" as `str(genotype)` names layer j, and its skips
+    as a matrix beside it (`analysis.chain_plot`); bare Figure on Agg (headless, no pyplot state)."""
+    from naslab.analysis.chain_plot import draw_chain
 
-    from naslab.analysis.canvas import diagram_axes
-
-    dx, box_w, box_h, inch, rad = 1.7, 1.35, 0.7, 0.7, -0.3
-    labels = ["input"] + [f"{i}\n{layer.op}" for i, layer in enumerate(genotype.layers)] + ["output"]
-    xs = [k * dx for k in range(len(labels))]
-    longest = max((i - j for i, layer in enumerate(genotype.layers) for j in layer.skips), default=0)
-    top = box_h / 2 + 0.5 * abs(rad) * longest * dx + 0.4  # an arc3 curve peaks at rad/2 of its span
-    x0, x1, y0, y1 = -box_w / 2 - 0.3, xs[-1] + box_w / 2 + 0.3, -box_h / 2 - 0.6, top
-    fig, ax = diagram_axes(x0, x1, y0, y1, inch, 110)
-    patches = []
-    for k, (x, text) in enumerate(zip(xs, labels)):
-        op = genotype.layers[k - 1].op if 0 < k <= genotype.num_layers else None
-        patch = FancyBboxPatch(
-            (x - box_w / 2, -box_h / 2),
-            box_w,
-            box_h,
-            boxstyle="round,pad=0,rounding_size=0.08",
-            fc=_fill(op) if op else _FILL["io"],
-            ec="black",
-            lw=1.2,
-            zorder=3,
-        )
-        ax.add_patch(patch)
-        patches.append(patch)
-        ax.text(x, 0, text, ha="center", va="center", fontsize=8, zorder=4)
-    for k in range(len(xs) - 1):
-        ax.add_patch(
-            FancyArrowPatch(
-                (xs[k] + box_w / 2, 0), (xs[k + 1] - box_w / 2, 0), arrowstyle="-|>", mutation_scale=10, zorder=2
-            )
-        )
-        if k - 1 in reductions:  # after layer k-1 (box k), the resolution halves
-            ax.text((xs[k] + xs[k + 1]) / 2, -box_h / 2 - 0.3, "/2", ha="center", va="center", fontsize=8)
-    for i, layer in enumerate(genotype.layers):
-        for j in layer.skips:
-            ax.add_patch(
-                FancyArrowPatch(
-                    (xs[j + 1], box_h / 2),
-                    (xs[i + 1], box_h / 2),
-                    connectionstyle=f"arc3,rad={rad}",
-                    arrowstyle="-|>",
-                    mutation_scale=8,
-                    color="0.4",
-                    lw=0.8,
-                    linestyle="--",
-                    zorder=1,
-                )
-            )
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, format="png", dpi=110)
-    return png
+    return draw_chain(
+        [(layer.op, layer.skips) for layer in genotype.layers],
+        _fill,
+        png,
+        reductions,
+        title=f"macro network, {genotype.num_layers} layers",
+        skip_header="layer j (row) adds the output of layer i (column)",
+        key=FILL_KEY,
+    )

@@ -373,6 +373,8 @@ class MicroSpace(Space[MicroGenotype]):
         return f"cell (normal = reduce): {genotype.normal}" if self.tied else str(genotype)
 
     def draw(self, genotype: MicroGenotype, out_dir: Path) -> list[Path]:
+        """out_dir/normal.png and reduce.png (DOT beside), nodes numbered as `describe` numbers them; a tied
+        space's pictures (the same cell) are both titled "cell (normal = reduce)"."""
         from naslab.analysis.cell_plot import draw_genotype
 
-        return draw_genotype(genotype, out_dir)
+        return draw_genotype(genotype, out_dir, tied=self.tied)

@@ -12,11 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from naslab.errors import GenotypeError
+
 NUM_CELL_INPUTS = 2
-
-
-class GenotypeError(ValueError):
-    """A malformed genotype; the message names the offending field."""
 
 
 def parse_genotype_json(text: str, source: str = "genotype") -> Any:

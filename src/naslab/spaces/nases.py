@@ -404,16 +404,24 @@ class NASESSpace(Space[NASESGenotype]):
         )
 
     def draw(self, genotype: NASESGenotype, out_dir: Path) -> list[Path]:
-        """out_dir/nases.png and nases.dot: the macro chain picture, op/filters per layer; a dashed arc
-        i -> j: layer i's op output is concatenated to layer j's output."""
-        from naslab.spaces.macro import MacroGenotype, MacroLayer, draw_macro, macro_to_dot
+        """out_dir/nases.png and nases.dot: the decoded layers top to bottom, box j labelled "j: op/filters" as
+        `describe` names layer j, and beside them a matrix with square (j, i) filled when layer i's op output
+        is concatenated to layer j's output (`analysis.chain_plot`)."""
+        from naslab.analysis.chain_plot import draw_chain
+        from naslab.spaces.macro import FILL_KEY, MacroGenotype, MacroLayer, _fill, macro_to_dot
 
-        chain = MacroGenotype(
-            tuple(MacroLayer(f"{layer.op}/{layer.filters}", layer.skips) for layer in self.decode(genotype))
-        )
+        decoded = self.decode(genotype)
+        chain = MacroGenotype(tuple(MacroLayer(f"{layer.op}/{layer.filters}", layer.skips) for layer in decoded))
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "nases.dot").write_text(macro_to_dot(chain, self.reduce_after))
-        png = out / "nases.png"
-        draw_macro(chain, png, self.reduce_after)
+        png = draw_chain(
+            [(f"{layer.op}/{layer.filters}", layer.skips) for layer in decoded],
+            _fill,
+            out / "nases.png",
+            self.reduce_after,
+            title=f"NASES network, {self.num_layers} layers (op/filters)",
+            skip_header="layer j (row) concatenates the op output of layer i (column)",
+            key=FILL_KEY,
+        )
         return [png]

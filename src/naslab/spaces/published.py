@@ -60,9 +60,12 @@ def load_genotype_data(ref: str) -> tuple[str | None, Any]:
     if entry is not None:
         return entry[0], entry[1]["genotype"]
     path = Path(ref).expanduser()
+    if path.is_dir():  # a run dir: the genotype it found or trained
+        path = path / "genotype.json"
     if not path.exists():
         raise GenotypeError(
-            f"genotype '{ref}' is neither a published name ({', '.join(published_names(None))}) nor an existing file"
+            f"genotype '{ref}' is neither a published name ({', '.join(published_names(None))}) "
+            "nor an existing genotype.json or run dir"
         )
     data = parse_genotype_json(path.read_text(), f"genotype file {path}")
     if isinstance(data, dict) and "genotype" in data:

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.data import Dataset
 
-from naslab.strategies.own_model import OwnModel, ShuffledPasses, own_torch_rng, train_in_passes
+from naslab.strategies.own_model import OwnModel, ShuffledPasses, one_thread, own_torch_rng, train_in_passes
 
 __all__ = ["Surrogate", "SurrogateNet"]
 
@@ -227,6 +227,7 @@ class Surrogate:
         return metrics["surrogate/l1"]
 
     @torch.no_grad()
+    @one_thread()  # its decisions must not depend on the run's `threads` (own_model.one_thread)
     def predict(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Predicted scores in [0, 1] (float64, one per sequence); also works before `fit` (untrained net)."""
         ids = [self.encode(s) for s in sequences]  # validate everything before any work

@@ -31,6 +31,17 @@ The model trains on every scored architecture (Alg. 1). `holdout_fraction` > 0 k
 out of training to report held-out pairwise accuracy and Hamming distance (diagnostics only; the
 paper's Fig. 2 measures them on held-out architectures).
 
+`unlabelled` (0 in the paper's Alg. 1) adds that many random architectures, drawn once from the seed,
+to every training set with no score: they enter the reconstruction loss only (as the unlabelled
+architectures of SemiNAO, Luo et al. arXiv:2002.10389, without its pseudo-labels). Fitted to a handful
+of scored architectures, the decoder learns them by heart: every embedding decodes to one of them,
+so ascent from a seed gives back known cells (random fill) or, at an eta in the hundreds, a cell
+unrelated to its seed. A few hundred unlabelled cells teach it the space, and a small step decodes to
+a new neighbour of the seed (conf/strategy/nao_quick.yaml: the quick start's 16 architectures).
+
+The model trains and infers on one torch thread (`own_model.one_thread`): what ascent proposes does
+not depend on the process's thread count.
+
 Each proposal carries its provenance (generation, seed, eta, predicted score and the model's
 held-out diagnostics) into the archive via `proposal_info`; `pop_metrics` hands the per-generation
 diagnostics to the search loop for W&B.
@@ -41,7 +52,7 @@ from __future__ import annotations
 import copy
 import logging
 import zlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +61,7 @@ from naslab.analysis.ranking import hamming_distance, pairwise_accuracy
 from naslab.spaces.base import Space
 from naslab.strategies.base import G, Strategy
 from naslab.strategies.nao_model import NAOModel, fit
+from naslab.strategies.own_model import one_thread
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +90,7 @@ class NAOStrategy(Strategy[G]):
         random_per_generation: int = 0,
         symmetric_twins: int = 1,
         holdout_fraction: float = 0.0,
+        unlabelled: int = 0,
         epochs: int = 1000,
         batch_size: int = 100,
         grad_clip: float = 5.0,
@@ -93,6 +106,8 @@ class NAOStrategy(Strategy[G]):
             raise ValueError(f"nao: random_per_generation must be >= 0, got {random_per_generation}")
         if not 0 <= holdout_fraction < 1:
             raise ValueError(f"nao: holdout_fraction must be in [0, 1), got {holdout_fraction}")
+        if unlabelled < 0:
+            raise ValueError(f"nao: unlabelled must be >= 0, got {unlabelled}")
         if not 0 < model.get("trade_off", 0.9) <= 1:
             raise ValueError(f"nao: model.trade_off (lambda) must be in (0, 1], got {model['trade_off']}")
         self.seed, self.iterations, self.budget = seed, iterations, budget
@@ -105,6 +120,8 @@ class NAOStrategy(Strategy[G]):
         self.fill_with_random = fill_with_random
         self.random_per_generation = random_per_generation
         self.symmetric_twins, self.holdout_fraction = symmetric_twins, holdout_fraction
+        self.num_unlabelled = unlabelled
+        self._unlabelled: torch.Tensor | None = None  # their tokens, drawn from the seed when first needed
         self.train_settings = {
             "epochs": epochs,
             "batch_size": batch_size,
@@ -274,11 +291,18 @@ class NAOStrategy(Strategy[G]):
         values = [self.scored[k][1] for k in train]
         lo, span = min(values), (max(values) - min(values)) or 1.0
         tokens, targets = self._training_data(train, lo, span)
+        scored_rows = len(tokens)
+        if self.num_unlabelled:
+            unlabelled = self._unlabelled_tokens()
+            tokens = torch.cat([tokens, unlabelled])
+            targets = torch.cat([targets, torch.full((len(unlabelled),), float("nan"))])
         log.info(
-            "nao generation %d: training the model on %d architectures (%d with twins), %d held out, %d epochs",
+            "nao generation %d: training the model on %d architectures (%d with twins) + %d unlabelled, "
+            "%d held out, %d epochs",
             self.generation,
             len(train),
-            len(tokens),
+            scored_rows,
+            len(tokens) - scored_rows,
             len(heldout),
             self.train_settings["epochs"],
         )
@@ -293,6 +317,16 @@ class NAOStrategy(Strategy[G]):
             self.metrics["nao/hamming_distance"] = hamming_distance(held_tokens.tolist(), decoded)
         return lo, span
 
+    def _unlabelled_tokens(self) -> torch.Tensor:
+        """`unlabelled` random architectures, never held out, drawn from the seed alone (the same after a
+        resume, and the search's own random stream is left as it was)."""
+        if self._unlabelled is None:
+            rng = np.random.default_rng([self.seed, 0x4E414F])
+            pool = self._random_pool(self.num_unlabelled, rng=rng, keep=lambda key: not self._held_out(key))
+            self._unlabelled = torch.tensor([self.space.to_tokens(g) for g in pool], dtype=torch.long)
+        return self._unlabelled
+
+    @one_thread()  # the model's numbers, hence what ascent proposes, whatever the process's thread count
     def _generate(self) -> list[G]:
         lo, span = self._train_model()
         ranked = sorted(self.scored.values(), key=lambda item: item[1], reverse=True)
@@ -355,10 +389,13 @@ class NAOStrategy(Strategy[G]):
             }
         )
         log.info(
-            "nao generation %d: %d new of %d wanted (held-out pairwise acc %.3f, hamming %.2f)",
+            "nao generation %d: %d of %d new architectures from gradient ascent (mean %.1f eta tries), "
+            "%d random fill (held-out pairwise acc %.3f, hamming %.2f)",
             self.generation,
             len(new),
             wanted,
+            self.metrics["nao/mean_tries"],
+            len(fill),
             self.metrics.get("nao/pairwise_accuracy", float("nan")),
             self.metrics.get("nao/hamming_distance", float("nan")),
         )
@@ -415,17 +452,26 @@ class NAOStrategy(Strategy[G]):
         self.scored = {k: (from_dict(d), s) for k, d, s in state["scored"]}
         self.proposals = copy.deepcopy(state["proposals"])
         self.seed, self.known = state["seed"], set(state["known"])
+        self._unlabelled = None  # drawn again from the restored seed
         self.generation_pending = bool(state.get("generation_pending", False))  # False: a pre-fix checkpoint
 
     # --- helpers -----------------------------------------------------------------------------------
-    def _random_pool(self, n: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[G]:
-        """Up to `n` distinct random architectures whose keys are not in `exclude`."""
+    def _random_pool(
+        self,
+        n: int,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        rng: np.random.Generator | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> list[G]:
+        """Up to `n` distinct random architectures (from `rng`, default the strategy's) whose keys are not in
+        `exclude` (and pass `keep`)."""
+        rng = self.rng if rng is None else rng
         pool: dict[str, G] = {}
         for _ in range(1000 * n):
             if len(pool) == n:
                 break
-            genotype = self.space.sample(self.rng)
+            genotype = self.space.sample(rng)
             key = self.space.key(genotype)
-            if key not in exclude:
+            if key not in exclude and (keep is None or keep(key)):
                 pool.setdefault(key, genotype)
         return list(pool.values())

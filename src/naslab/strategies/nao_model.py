@@ -7,11 +7,16 @@
 - Decoder: a single-layer LSTM started from the mean state, with attention over the states; at
   position r it may only emit the tokens that the space allows there (the set V_r of Eqn. 1), so
   every decoded sequence is a valid genotype.
-- Loss (Eqn. 1): lambda * L_pp + (1 - lambda) * L_rec; Adam.
+- Loss (Eqn. 1): lambda * L_pp + (1 - lambda) * L_rec; Adam. A NaN score marks an unlabelled architecture
+  (`NAOStrategy`'s `unlabelled`): it enters L_rec only.
 - Gradient ascent (Eqn. 2): h'_t = h_t + eta * df/dh_t, re-normalised as in the authors' code.
 
 Token t at a position of kind k (the space's `token_kinds`) is vocabulary entry offset[k] + t, so
 the same op shares one embedding wherever it appears; one extra entry is the decoder's start token.
+
+Training (`fit`) and inference (`ascend`, `predict_tokens`, `reconstruct`) run on one torch thread
+(`own_model.one_thread`): the decoded architectures and predictions are bit for bit the same whatever
+the process's thread count.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from naslab.strategies.own_model import OwnModel, ShuffledPasses, train_in_passes
+from naslab.strategies.own_model import OwnModel, ShuffledPasses, one_thread, train_in_passes
 
 
 class TokenVocabulary:
@@ -168,6 +173,7 @@ class NAOModel(OwnModel):
         finally:
             self.train(was_training)
 
+    @one_thread()
     def ascend(self, tokens: torch.Tensor, eta: float) -> Ascent:
         """Eqn. 2: move each state along df/dh by eta, re-normalise, decode."""
         with self.evaluating(), torch.enable_grad():
@@ -178,11 +184,13 @@ class NAOModel(OwnModel):
         with self.evaluating(), torch.no_grad():
             return Ascent(self.decode(moved), before.detach(), self.predict(moved))
 
+    @one_thread()
     @torch.no_grad()
     def predict_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         with self.evaluating():
             return self.predict(self.encode(tokens))
 
+    @one_thread()
     @torch.no_grad()
     def reconstruct(self, tokens: torch.Tensor) -> torch.Tensor:
         with self.evaluating():
@@ -190,8 +198,15 @@ class NAOModel(OwnModel):
 
     # --- training ------------------------------------------------------------------------------
     def losses(self, tokens: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_pp over the rows with a score, L_rec over all rows); a NaN score is an unlabelled row."""
         states = self.encode(tokens)
-        prediction_loss = F.mse_loss(self.predict(states), scores)
+        scored = ~torch.isnan(scores)
+        if bool(scored.all()):
+            prediction_loss = F.mse_loss(self.predict(states), scores)
+        elif bool(scored.any()):
+            prediction_loss = F.mse_loss(self.predict(states[scored]), scores[scored])
+        else:  # a batch of unlabelled architectures only
+            prediction_loss = states.new_zeros(())
         log_probs = self.reconstruction_log_probs(states, tokens)
         targets = self.vocab.encode(tokens)
         reconstruction_loss = F.nll_loss(log_probs.flatten(0, 1), targets.flatten())
@@ -227,7 +242,8 @@ def fit(
 ) -> dict[str, float]:
     """Trains `model` on (tokens, normalised scores) with a Lightning Trainer; returns last-epoch losses.
 
-    The data loader's shuffling is seeded, so a resumed search retrains identically.
+    A NaN score marks an unlabelled architecture (reconstruction loss only). The data loader's shuffling
+    is seeded, so a resumed search retrains identically; one torch thread, so does any thread count.
     """
     generator = torch.Generator().manual_seed(seed)
     loader = ShuffledPasses(TensorDataset(tokens, scores.float()), batch_size, epochs, generator)

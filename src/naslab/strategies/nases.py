@@ -72,6 +72,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli
 
+from naslab.errors import MissingFileError
 from naslab.spaces.base import Space
 from naslab.spaces.nases import NASESSpace
 from naslab.strategies.base import Strategy
@@ -131,7 +132,7 @@ def obtain_autoencoder(
     if pretrained is not None:
         path = Path(pretrained)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"strategy.pretrained={path} does not exist; write one with "
                 "`python benchmarks/nases_compression.py --sizes 20 --save` or set strategy.pretrained=null"
             )

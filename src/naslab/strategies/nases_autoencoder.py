@@ -64,7 +64,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from naslab.strategies.own_model import own_torch_rng, train_own_model
+from naslab.strategies.own_model import one_thread, own_torch_rng, train_own_model
 
 __all__ = [
     "ArchitectureAutoencoder",
@@ -204,10 +204,12 @@ class ArchitectureAutoencoder(L.LightningModule):
         total, count = self._sums["train"]
         return total / count if count else math.nan
 
+    @one_thread()  # its decisions must not depend on the run's `threads` (own_model.one_thread)
     def encode(self, architectures: torch.Tensor) -> torch.Tensor:
         """(batch, origin) values in [low, high] -> (batch, embedding) in (0, 1)."""
         return self.simulator(architectures)
 
+    @one_thread()  # its decisions must not depend on the run's `threads` (own_model.one_thread)
     def decode(self, embeddings: torch.Tensor) -> torch.Tensor:
         """(batch, embedding) -> (batch, origin) values in [low, high]."""
         return self.decoder(embeddings)

@@ -3,7 +3,10 @@
 Strategies train their models many times during a search, so the Trainer is quiet (no logger, bar,
 summary or checkpoints) and runs on its own torch RNG stream seeded by `seed`: the same data gives the
 same model whatever ran before (e.g. after a resume), and the search's own random streams are left as
-they were.
+they were. It also runs on exactly one torch thread (`one_thread`), as should the model's inference: CPU
+kernels sum in an order that depends on the thread count, and a strategy's decisions (which cell NAO's
+decoder emits, which the surrogate ranks first) must not change with the process's `threads` setting.
+These models are tiny, so a second thread only adds synchronisation.
 
 A strategy's model sees a few to a few hundred architectures for hundreds of epochs (NAO: 1000), so an
 epoch is often one or two steps and Lightning's per-epoch work would cost more than the steps.
@@ -46,6 +49,21 @@ def own_torch_rng(seed: int) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Runs the block on one torch intra-op thread, restoring the caller's count afterwards; also a decorator
+    (`@one_thread()`). A strategy's own model trains and infers under it, so its numbers, bit for bit, do
+    not depend on `torch.set_num_threads` (run.py's `threads`, OMP_NUM_THREADS)."""
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def train_own_model(
     model: L.LightningModule,
     loader: Any,
@@ -54,8 +72,9 @@ def train_own_model(
     accelerator: str = "cpu",
     **trainer_options: Any,
 ) -> dict[str, float]:
-    """Fits `model` on `loader` for `epochs` epochs (model left on the CPU); returns the last metrics."""
-    with own_torch_rng(seed), quiet_lightning():
+    """Fits `model` on `loader` for `epochs` epochs on one torch thread (model left on the CPU); returns the
+    last metrics."""
+    with own_torch_rng(seed), one_thread(), quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
             accelerator=accelerator,

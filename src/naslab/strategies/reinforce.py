@@ -57,6 +57,7 @@ from torch import nn
 from naslab.spaces.base import Space
 from naslab.strategies.base import G, Strategy
 from naslab.strategies.enas_controller import EnasController, Sampled, build_enas_controller, enas_family, sample_tokens
+from naslab.strategies.own_model import one_thread
 
 __all__ = ["Controller", "EpsilonHatAdam", "ReinforceStrategy", "Sampled"]
 
@@ -263,6 +264,7 @@ class ReinforceStrategy(Strategy[G]):
         """'generic' or the ENAS family ('micro', 'macro', 'rnn') of the controller in use."""
         return self.controller.family if isinstance(self.controller, EnasController) else "generic"
 
+    @one_thread()  # its decisions must not depend on the run's `threads` (own_model.one_thread)
     def ask(self, n: int) -> list[G]:
         with torch.no_grad():
             sampled = self.controller(n, generator=self.generator)
@@ -281,6 +283,7 @@ class ReinforceStrategy(Strategy[G]):
     def _tokens(self, genotypes: Sequence[G]) -> torch.Tensor:
         return torch.tensor([self.space.to_tokens(g) for g in genotypes], dtype=torch.long, device=self._device)
 
+    @one_thread()  # its decisions must not depend on the run's `threads` (own_model.one_thread)
     def predict(self, genotypes: Sequence[G]) -> list[float]:
         """The accuracy predictor's scores for `genotypes` (in (0, 1)); needs `predictor=True`."""
         if not self.has_predictor:
@@ -315,6 +318,7 @@ class ReinforceStrategy(Strategy[G]):
         if scored.skips is not None and pairs:
             self._skip_rates += (scored.skips.detach() / pairs).tolist()
 
+    @one_thread()  # its decisions must not depend on the run's `threads` (own_model.one_thread)
     def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
         """REINFORCE on the told batch: per-tell steps (`num_aggregate=None`) or aggregated per sample.
 
