@@ -11,7 +11,7 @@ from naslab.data import MissingDataError
 from naslab.errors import ConfigError
 from naslab.pipeline import run
 from naslab.spaces import GenotypeError
-from tests.fake_data import write_cifar10
+from tests.fake_data import write_cifar10, write_fashion_mnist_raw
 
 RESULT_KEYS = {
     "mode",
@@ -112,6 +112,28 @@ def test_train_mode_takes_a_genotype_file(compose_cfg, tmp_path) -> None:
     trained = run(compose_cfg("debug=fast", "mode=train", f"genotype={path}", run_dir=tmp_path / "train"))
     assert trained["genotype"] == searched["genotype"] and trained["search"] is None
     assert trained["final"]["test_accuracy"] is not None
+    assert "transfer" not in trained  # the genotype.json says it was found on digits, as trained
+    record = json.loads(path.read_text())
+    assert record["dataset"] == "digits" and set(record["choices"]) == {"space", "dataset"}
+
+
+def test_a_run_dir_is_a_genotype_and_another_dataset_is_a_transfer(compose_cfg, tmp_path) -> None:
+    searched = run(compose_cfg("debug=fast", "mode=search", run_dir=tmp_path / "search"))
+    write_fashion_mnist_raw(tmp_path / "data")
+    transferred = run(
+        compose_cfg(
+            "debug=fast",
+            "mode=train",
+            f"genotype={tmp_path / 'search'}",  # the run dir itself
+            "dataset=fashion_mnist",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "dataset.datamodule.source_dir=null",
+            run_dir=tmp_path / "train",
+        )
+    )
+    assert transferred["genotype"] == searched["genotype"]
+    assert transferred["transfer"] == {"from": "digits", "to": "fashion_mnist"}
+    assert json.loads((tmp_path / "train" / "genotype.json").read_text())["dataset"] == "fashion_mnist"
 
 
 def test_killed_search_resumes_without_re_evaluating(compose_cfg, tmp_path, monkeypatch) -> None:

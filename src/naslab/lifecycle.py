@@ -134,7 +134,12 @@ def _metric(results: dict[str, Any]) -> float | None:
 
 
 # The archive's `source` of a proposal (NAO's `extra.nao.source`), in words.
-_SOURCES = {"ascent": "by gradient ascent", "random_fill": "random fill", "random": "random (per generation)"}
+_SOURCES = {
+    "initial random": "the initial random pool",
+    "ascent": "gradient ascent",
+    "random_fill": "random fill",
+    "random": "fresh random cells",
+}
 
 
 def closing_summary(results: dict[str, Any], run_dir: Path, seconds: float) -> str:
@@ -162,10 +167,10 @@ def closing_summary(results: dict[str, Any], run_dir: Path, seconds: float) -> s
         )
         provenance = search.get("provenance")
         if provenance:  # what the strategy did, e.g. NAO: how many cells gradient ascent proposed
-            counts = ", ".join(f"{n} {_SOURCES.get(source, source)}" for source, n in provenance["counts"].items())
+            counts = ", ".join(f"{n} from {_SOURCES.get(src, src)}" for src, n in provenance["counts"].items())
             best = _SOURCES.get(provenance["best_source"], provenance["best_source"])
-            generation = f", generation {provenance['best_generation']}" if provenance["best_generation"] else ""
-            lines.append(f"  proposed   {counts}; the best came from {best}{generation}")
+            generation = f" (generation {provenance['best_generation']})" if provenance["best_generation"] else ""
+            lines.append(f"  proposed   {counts}; the best from {best}{generation}")
     if results.get("genotype"):
         lines.append(f"  genotype   {results['genotype']}")
     if results.get("transfer"):
