@@ -19,8 +19,11 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from naslab.lifecycle import run_task
-
+    try:
+        from naslab.lifecycle import run_task  # torch and Lightning load here (a second or two)
+    except KeyboardInterrupt:
+        print("stopped before the run started: nothing was trained", file=sys.stderr)
+        sys.exit(130)
     return run_task(cfg)
 
 

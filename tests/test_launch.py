@@ -197,3 +197,44 @@ def test_genotype_from_a_run_dir_brings_its_space_and_dataset(tmp_path: Path) ->
     (tmp_path / "not_a_run").mkdir()
     with pytest.raises(ConfigError, match=r"no genotype.json there"):
         prepare(["mode=train", f"genotype={tmp_path / 'not_a_run'}"], CONF)
+
+
+def test_a_new_run_in_a_dir_that_holds_a_run_is_refused(tmp_path: Path) -> None:
+    run_dir = fake_run(tmp_path / "run", ["seed=1"], {"status": "finished"})
+    with pytest.raises(ConfigError, match=r"holds a run already: add resume=true to continue it"):
+        prepare(["seed=3", f"hydra.run.dir={run_dir}"], CONF)
+    (tmp_path / "fresh").mkdir()  # an existing but empty dir is fine
+    assert prepare([f"hydra.run.dir={tmp_path / 'fresh'}"], CONF) == [f"hydra.run.dir={tmp_path / 'fresh'}"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "hydra/launcher=joblib", "seed=0,1"],  # Hydra's own groups are Hydra's to check
+        ["-m", "strategy=choice(nao,random)"],  # sweep functions
+        ["hydra.mode=MULTIRUN", "strategy=nao,random"],
+    ],
+)
+def test_valid_hydra_commands_pass(argv: list[str]) -> None:
+    assert prepare(argv, CONF) == argv
+
+
+def test_resume_must_be_a_boolean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^resume=on is not valid: it must be true or false"):
+        prepare(["resume=on", f"hydra.run.dir={tmp_path}"], CONF)
+
+
+def test_a_safe_setting_is_replaced_whole_on_resume(tmp_path: Path) -> None:
+    """logger=csv on a W&B run: the csv logger's node, not the W&B one with `_target_` swapped."""
+    from omegaconf import OmegaConf
+
+    from naslab.lifecycle import resumed_config
+
+    saved = composed("logger=wandb", "seed=5")
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(saved, tmp_path / ".hydra" / "config.yaml")
+    now = composed("logger=csv", "seed=5", "threads=2", "evaluator.epochs=9")  # epochs: not safe, the saved one wins
+    resumed = resumed_config(now, tmp_path)
+    assert OmegaConf.to_container(resumed.logger) == OmegaConf.to_container(now.logger)
+    assert resumed.threads == 2 and resumed.resume is True and resumed.seed == 5
+    assert resumed.evaluator.epochs == saved.evaluator.epochs

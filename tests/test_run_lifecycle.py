@@ -128,15 +128,17 @@ def test_stop_mid_search_then_resume_with_only_the_run_dir(tmp_path: Path, unint
 
 @pytest.mark.slow
 def test_search_train_stopped_in_final_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    args = ["debug=fast", "logger=none", "train.epochs=3", "trainer.limit_train_batches=16"]
+    # 8 epochs: the stop comes after the first epoch's checkpoint with most of the training still to do
+    args = ["debug=fast", "logger=none", "train.epochs=8", "trainer.limit_train_batches=16"]
     reference = tmp_path / "reference"
     done = run_py([*args, f"hydra.run.dir={reference}"], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
     run_dir = tmp_path / "run"
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    code, _ = stop_when(args, run_dir, checkpoint.exists, signal.SIGTERM)
-    assert code == 128 + signal.SIGTERM
+    code, output = stop_when(args, run_dir, checkpoint.exists, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "interrupted"
     resumed = run_py([f"hydra.run.dir={run_dir}", "resume=true"], timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming final training from {checkpoint}" in (run_dir / "run.log").read_text()
@@ -155,6 +157,8 @@ def test_search_train_stopped_in_final_training_resumes_from_its_checkpoint(tmp_
         (["seed=abc"], "error: seed='abc' is not valid: it must be an integer"),
         (["strategy=nope"], "error: strategy=nope: no such strategy; choose one of: darts"),
         (["evaluator.epoch=3"], "error: evaluator.epoch: no such setting"),
+        (["mode=export"], "error: mode=export needs export.run="),
+        (["resume=on"], "error: resume=on is not valid: it must be true or false"),
     ],
 )
 def test_a_mistake_is_one_line_before_anything_is_written(tmp_path: Path, args: list[str], message: str) -> None:
@@ -178,7 +182,7 @@ def test_a_mistake_is_one_line_before_anything_is_written(tmp_path: Path, args: 
         (["mode=train", "genotype=nothing_here"], "error: genotype 'nothing_here' is neither a published name"),
         (["dataset=cifar10", "paths.data_dir=EMPTY"], "error: cifar10 not found: missing data_batch_1"),
         (["space.op_set=foo"], "error: space: unknown op set 'foo'"),
-        (["mode=export"], "error: mode=export needs export.run="),
+        (["strategy=darts", "space=micro_darts", "strategy.select=bad"], "error: strategy: strategy.select must be"),
     ],
 )
 def test_a_mistake_found_in_the_run_is_one_line_without_traceback(tmp_path: Path, args: list[str], message: str):

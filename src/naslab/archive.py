@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from naslab.errors import RunExistsError
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ class Archive:
         self.records: list[ArchiveRecord] = []
         if self.path.exists() and self.path.stat().st_size > 0:
             if not resume:
-                raise FileExistsError(f"{self.path} already holds a search; pass resume=true to continue it")
+                raise RunExistsError(f"{self.path} already holds a search; pass resume=true to continue it")
             self.records = list(self._read())
             log.info("resuming from %s: %d evaluated architectures", self.path, len(self.records))
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,10 @@ class MissingDataError(MissingFileError):
     """
 
 
+class RunExistsError(UserError, FileExistsError):
+    """A new run was pointed at a dir that already holds a run (its records would be overwritten)."""
+
+
 class UnknownNameError(UserError, KeyError):
     """A name that is not registered (an op, a published genotype, a backend)."""
 

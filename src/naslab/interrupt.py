@@ -30,8 +30,11 @@ class SignalStop:
 
     def __init__(self) -> None:
         self.received: str | None = None
+        self.pid = os.getpid()
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self.pid:  # a forked DataLoader worker inherited the handler: the run stops it
+            return
         if self.received is not None:  # a second Ctrl-C: the user does not want to wait for the cleanup
             os._exit(128 + signum)
         self.received = signal.Signals(signum).name

@@ -46,7 +46,8 @@ RESUME_SAFE = (
 # Config groups users choose from; the debug/* groups are chosen by `debug=` itself.
 HIDDEN_GROUPS = ("debug/strategy", "debug/dataset", "debug/experiment", "hydra")
 GENOTYPE_MODES = ("train", "summary", "export")
-TRUE = ("true", "True", "1", "yes")
+TRUE = ("true", "True")
+FALSE = ("false", "False")
 # Hydra's flags that take a value in the next argument.
 _FLAGS_WITH_VALUE = (
     "--config-path",
@@ -92,7 +93,7 @@ class Command:
 
     @property
     def multirun(self) -> bool:
-        return "-m" in self.flags or "--multirun" in self.flags
+        return "-m" in self.flags or "--multirun" in self.flags or self.get("hydra.mode") == "MULTIRUN"
 
     @property
     def custom_config(self) -> bool:
@@ -126,9 +127,15 @@ def prepare(argv: list[str], conf_dir: Path) -> list[str]:
         raise SystemExit(0)
     if any(f.startswith("--hydra-help") or f.startswith("--cfg") or f == "-c" for f in command.flags):
         return command.argv()  # Hydra's own introspection: nothing runs
-    check_group_options(command, conf_dir)
-    if command.get("resume") in TRUE and not command.multirun:
+    if not command.custom_config and command.get("hydra.searchpath") is None:
+        check_group_options(command, conf_dir)
+    resume = command.get("resume")
+    if resume is not None and resume not in TRUE + FALSE:
+        raise ConfigError(f"resume={resume} is not valid: it must be true or false")
+    if resume in TRUE and not command.multirun:
         command = resume_command(command)
+    elif not command.multirun:
+        refuse_taken_run_dir(command)
     command = genotype_choices(command)
     if not command.multirun and not command.custom_config:
         validate_composed(command, conf_dir)
@@ -214,8 +221,8 @@ def check_group_options(command: Command, conf_dir: Path) -> None:
     for override in command.overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         group_dir = conf_dir / key
-        if not sep or not group_dir.is_dir() or key == "hydra" or value in ("", "null"):
-            continue
+        if not sep or not group_dir.is_dir() or key.startswith("hydra") or value in ("", "null") or "(" in value:
+            continue  # Hydra's own groups (hydra/launcher=joblib) and sweep functions (choice(...)) are Hydra's
         options = sorted(p.stem for p in group_dir.glob("*.yaml"))
         values = [v.strip() for v in value.split(",")] if command.multirun else [value]
         for option in values:
@@ -269,6 +276,18 @@ def resume_command(command: Command) -> Command:
     # hydra.output_subdir=null: Hydra leaves the run's .hydra/ (config, overrides) as the first run wrote it.
     tail = [f"hydra.run.dir={given}", "resume=true", "hydra.output_subdir=null"]
     return Command(command.flags, [*kept, *new, *tail])
+
+
+def refuse_taken_run_dir(command: Command) -> None:
+    """A new run in a dir that holds a run would overwrite its .hydra/ and results.json: refused."""
+    given = command.get("hydra.run.dir")
+    if not given:
+        return
+    run_dir = Path(given)
+    if any((run_dir / name).exists() for name in (".hydra/config.yaml", "results.json", "archive.jsonl")):
+        raise ConfigError(
+            f"hydra.run.dir={given} holds a run already: add resume=true to continue it, or choose another dir"
+        )
 
 
 # ------------------------------------------------------------------------------------------ genotype

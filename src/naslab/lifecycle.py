@@ -20,7 +20,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -31,6 +31,7 @@ from naslab.errors import RunInterrupted, UserError
 from naslab.interrupt import exit_code, stop_on_signals
 from naslab.launch import RESUME_SAFE, is_resume_safe
 from naslab.records import describe_finished, finished, read_json
+from naslab.validation import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ def resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     unsafe = [key for key in changed if not is_resume_safe(key)]
     if unsafe:
         log.warning("resume: this naslab composes %s differently from the saved run; the saved values are used", unsafe)
-    for key in changed:
-        if is_resume_safe(key):
-            OmegaConf.update(saved, key, OmegaConf.select(cfg, key, throw_on_resolution_failure=False), merge=False)
     with open_dict(saved):
+        for safe in RESUME_SAFE:  # a safe setting is replaced whole (logger=csv on a wandb run: no wandb keys left)
+            if safe not in ("hydra", "resume") and any(key == safe or key.startswith(safe + ".") for key in changed):
+                value = OmegaConf.select(cfg, safe, throw_on_resolution_failure=False)
+                OmegaConf.update(saved, safe, value, merge=False, force_add=True)
         saved.resume = True
         if "threads" in cfg:
             saved.threads = cfg.threads
@@ -97,6 +99,10 @@ def run_task(cfg: DictConfig) -> float | None:
     from naslab.pipeline import run
 
     run_dir = Path(cfg.paths.output_dir)
+    try:
+        validate_config(cfg)  # (run.py validated a single run's config already; a sweep's jobs come here)
+    except UserError as err:
+        _user_error(err)
     if cfg.get("resume") and _single_run():
         cfg = resumed_config(cfg, run_dir)
     elif cfg.get("resume"):  # a sweep run again with resume=true: its finished jobs are not redone
@@ -111,10 +117,7 @@ def run_task(cfg: DictConfig) -> float | None:
         with stop_on_signals():
             results = run(cfg)
     except UserError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _user_error(err)
     except RunInterrupted as stop:
         print(
             f"stopped by {stop.signal_name}: every finished evaluation is kept in {run_dir}; "
@@ -140,6 +143,14 @@ _SOURCES = {
     "random_fill": "random fill",
     "random": "fresh random cells",
 }
+
+
+def _user_error(err: UserError) -> NoReturn:
+    """A user's mistake: one line and exit 2 (the traceback with HYDRA_FULL_ERROR=1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def closing_summary(results: dict[str, Any], run_dir: Path, seconds: float) -> str:
@@ -185,7 +196,12 @@ def closing_summary(results: dict[str, Any], run_dir: Path, seconds: float) -> s
     for key in ("groundtruth", "ranking", "report"):
         if results.get(key):
             lines.append(f"  {key:<10} see results.json")
-    lines.append(f"  time       {seconds:.1f} s; everything is in {run_dir}")
+    if results.get("export"):
+        lines.append(
+            f"  time       {seconds:.1f} s; the files are in {results['export'].get('dir')}, the record in {run_dir}"
+        )
+    else:
+        lines.append(f"  time       {seconds:.1f} s; everything is in {run_dir}")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -154,15 +155,20 @@ def _write_genotype_outputs(
 
 
 def _build(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """`instantiate(node)`, where a constructor's ValueError / TypeError (a bad value, an unknown setting)
-    becomes one ConfigError line naming `key`; anything else stays the bug it is."""
+    """`instantiate(node)`, where a constructor's ValueError (a bad value) or an argument-binding TypeError
+    (an unknown setting) becomes one ConfigError line naming `key`; anything else stays the bug it is."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         if isinstance(cause, UserError):
             raise cause from None
-        if isinstance(cause, (ValueError, TypeError, KeyError)):
+        # A constructor's ValueError is its check of a value (naslab's convention); a TypeError from binding
+        # the arguments is an unknown or missing setting. Anything else raised inside is a bug: traceback.
+        binding = isinstance(cause, TypeError) and re.search(
+            r"unexpected keyword|required (positional|keyword)", str(cause)
+        )
+        if isinstance(cause, ValueError) or binding:
             raise ConfigError(f"{key}: {cause}") from None
         raise
 
@@ -186,6 +192,11 @@ def _new_results(cfg: DictConfig, run_dir: Path, previous: dict[str, Any] | None
     if previous:
         attempts.append({k: previous.get(k) for k in ("status", "error", "started", "ended") if k in previous})
     choices = run_choices(cfg)
+    # What the earlier attempts recorded stays until this one replaces it (a resume that fails at once
+    # keeps the search block; a resume with logger=csv keeps the W&B id for a later W&B resume).
+    kept = {
+        k: previous[k] for k in ("genotype", "genotype_key", "search", "final", "wandb_id") if (previous or {}).get(k)
+    }
     return {
         "mode": cfg.mode,
         "status": "running",
@@ -204,6 +215,7 @@ def _new_results(cfg: DictConfig, run_dir: Path, previous: dict[str, Any] | None
         "genotype_key": None,
         "search": None,
         "final": None,
+        **kept,
     }
 
 
@@ -244,7 +256,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         logger = _logger(cfg, (previous or {}).get("wandb_id"))
         if logger is not None:
             logger.log_hyperparams(hyperparameters(cfg))
-            results["wandb_id"] = wandb_run_id(logger)
+            results["wandb_id"] = wandb_run_id(logger) or results.get("wandb_id")
         write_results(run_dir, results)
         trainer_factory = instantiate(cfg.trainer, _partial_=True)
         if searching:
@@ -329,7 +341,7 @@ def _search(
     cfg: DictConfig, space: Space[Any], trainer_factory: Any, run_dir: Path, logger: Any, results: dict[str, Any]
 ) -> Any:
     datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
-    strategy = instantiate(cfg.strategy, space=space)
+    strategy = _build(cfg.strategy, "strategy", space=space)
     # A table or planted evaluator needs no data: such searches run where the data is not.
     needs_data = isinstance(strategy, GradientStrategy) or _evaluator_class(cfg).needs_data
     task = _task(cfg, datamodule_factory()) if needs_data else None
@@ -429,8 +441,9 @@ def _evaluator_class(cfg: DictConfig) -> type[Evaluator[Any]]:
 def _evaluator(cfg: DictConfig, space: Space[Any], task: Task | None, trainer_factory: Any, **overrides: Any) -> Any:
     """`cfg.evaluator` built for `space` (the Task dataclass stays a Task, config dicts plain dicts)."""
     datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
-    return instantiate(
+    return _build(
         cfg.evaluator,
+        "evaluator",
         space=space,
         task=task,
         datamodule_factory=datamodule_factory,

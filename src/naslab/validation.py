@@ -67,6 +67,10 @@ def seed_list(value: Any) -> str | None:
     return None if ok else "a non-empty list of integer seeds, e.g. [0,1,2]"
 
 
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
 def one_of(*choices: Any) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if value in choices else "one of " + ", ".join(str(c) for c in choices)
@@ -77,6 +81,7 @@ def one_of(*choices: Any) -> Callable[[Any], str | None]:
 # key -> rule; each rule returns None when the value is fine, else what the value must be.
 RULES: dict[str, Callable[[Any], str | None]] = {
     "mode": one_of(*MODES),
+    "resume": boolean,
     "seed": any_int,
     "threads": positive_int,
     "search.num_architectures": positive_int,
@@ -130,7 +135,10 @@ def _value(cfg: DictConfig, key: str) -> Any:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raises ConfigError for the first setting that breaks its rule (see RULES)."""
+    """Raises ConfigError for the first setting that breaks its rule (see RULES), or a mode without the
+    setting it needs."""
+    if _value(cfg, "mode") == "export" and not _value(cfg, "export.run"):
+        raise ConfigError("mode=export needs export.run=<the dir of a mode=train or mode=search_train run>")
     for key, rule in RULES.items():
         value = _value(cfg, key)
         if value is None:
