@@ -15,6 +15,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+# One torch thread in the test process, as `python run.py` runs by default (`threads: 1`): results computed
+# here and in run.py subprocesses are then bit-identical (CPU sums split over threads round differently),
+# and the suite does not oversubscribe a shared 2-core machine.
+torch.set_num_threads(1)
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
