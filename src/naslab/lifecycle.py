@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from naslab.errors import RunInterrupted, UserError
-from naslab.interrupt import exit_code, stop_on_signals
+from naslab.interrupt import acknowledge, exit_code, stop_on_signals
 from naslab.launch import RESUME_SAFE, is_resume_safe
 from naslab.records import describe_finished, finished, read_json
 from naslab.validation import validate_config
@@ -119,6 +119,7 @@ def run_task(cfg: DictConfig) -> float | None:
     except UserError as err:
         _user_error(err)
     except RunInterrupted as stop:
+        acknowledge()
         print(
             f"stopped by {stop.signal_name}: every finished evaluation is kept in {run_dir}; "
             f"continue with: {resume_hint(run_dir)}",

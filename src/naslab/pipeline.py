@@ -31,6 +31,7 @@ from naslab.errors import ConfigError, GenotypeError, RunInterrupted, UserError
 from naslab.evaluators.base import Evaluator
 from naslab.evaluators.table import ResultTable
 from naslab.groundtruth import build_ground_truth, distinct_architectures
+from naslab.interrupt import acknowledge
 from naslab.loggers import (
     close_logger,
     filter_known_warnings,
@@ -301,6 +302,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log_summary(logger, {"results": results})  # what a study report read from W&B needs
         return results
     except RunInterrupted:
+        acknowledge()  # the stop reached the run: its cleanup below runs undisturbed
         status = "interrupted"
         raise
     except Exception as err:
