@@ -38,7 +38,7 @@ from naslab.evaluators.base import Evaluation
 from naslab.evaluators.bigram import BigramEvaluator
 from naslab.evaluators.standalone import StandaloneEvaluator
 from naslab.spaces import Task
-from naslab.spaces.mlp import ACTIVATIONS, MLP_WIDTHS, MLPSpace
+from naslab.spaces.mlp.space import ACTIVATIONS, MLP_WIDTHS, MLPSpace
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 

@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from naslab.spaces import MicroSpace, Task
-from naslab.strategies.darts_module import DartsSearchModule
+from naslab.strategies.darts.module import DartsSearchModule
 from naslab.train.objectives import ImageObjective
 
 

@@ -4,7 +4,7 @@
 
 The model of the NAO-WS preset (renqianluo/NAO NAO-WS/cnn: embedding 48, hidden 96, a 4-layer
 predictor of 100 units, trade-off 0.8, Adam 0.001, weight decay 1e-4, batch 100) on N random cells
-of the ENAS micro space (5 nodes, 40 tokens), trained by `naslab.strategies.nao_model.fit` (a
+of the ENAS micro space (5 nodes, 40 tokens), trained by `naslab.strategies.nao.model.fit` (a
 Lightning Trainer) and, for the overhead, by a plain PyTorch loop doing the same steps. A
 generation trains `--epochs` epochs (the authors: 1000; time scales linearly with epochs). Prints
 per N: seconds per generation, milliseconds per step, and the Trainer's time over the plain loop's.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from naslab.spaces import MicroSpace
-from naslab.strategies.nao_model import NAOModel, fit
+from naslab.strategies.nao.model import NAOModel, fit
 
 MODEL = {
     "embedding": 48,

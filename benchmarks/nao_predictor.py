@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 
-from naslab.analysis.ranking import hamming_distance, pairwise_accuracy
 from naslab.evaluators.planted import PlantedEvaluator
+from naslab.rank_agreement import hamming_distance, pairwise_accuracy
 from naslab.spaces import MicroSpace
-from naslab.strategies.nao_model import NAOModel, fit
+from naslab.strategies.nao.model import NAOModel, fit
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python benchmarks/nao_vs_random.py [--budget 200] [--seeds 0 1 2] [--epochs 200]
 
-Both strategies run through the real search loop (`naslab.search.run_search`) on NAO's space
+Both strategies run through the real search loop (`naslab.search.ask_tell.run_search`) on NAO's space
 (B=5, 11 ops) with `naslab.evaluators.planted` as the evaluator, so the comparison is exact and
 takes minutes instead of GPU-days. NAO runs Alg. 1 with the paper's proportions (60 % random
 architectures, then L-1 = 2 ascent generations of K = 20 % each; NAO arXiv:1808.07233, Sec. 4.1). Prints per
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from naslab.evaluators.planted import PlantedEvaluator
-from naslab.search import run_search
+from naslab.search.ask_tell import run_search
 from naslab.spaces import MicroSpace
-from naslab.strategies.nao import NAOStrategy
-from naslab.strategies.random import RandomStrategy
+from naslab.strategies.nao.strategy import NAOStrategy
+from naslab.strategies.random.strategy import RandomStrategy
 
 
 def main() -> None:

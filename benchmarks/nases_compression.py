@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from naslab.loggers import filter_known_warnings
-from naslab.strategies.nases_autoencoder import (
+from naslab.strategies.nases.autoencoder import (
     BatchSchedule,
     compression_table,
     markdown_table,

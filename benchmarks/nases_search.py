@@ -31,9 +31,9 @@ from project_config import compose_cfg
 from naslab.archive import Archive
 from naslab.loggers import filter_known_warnings
 from naslab.pipeline import run
-from naslab.spaces.nases import NASESSpace
-from naslab.strategies.nases import obtain_autoencoder
-from naslab.strategies.nases_reward import nases_reward
+from naslab.spaces.nases.space import NASESSpace
+from naslab.strategies.nases.reward import nases_reward
+from naslab.strategies.nases.strategy import obtain_autoencoder
 
 
 def search(args: argparse.Namespace, seed: int, pretrained: Path, random: bool) -> dict:

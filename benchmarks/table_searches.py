@@ -4,7 +4,7 @@
         [--space rnn_small] [--seeds 10] [--budget 8] [--strategies random reinforce nao]
 
 Each (strategy, seed) is a `mode=search evaluator=table` run composed from the real config (no data is
-read), written under one study dir; the study report (`naslab.report`, the same as `mode=report` and the
+read), written under one study dir; the study report (`naslab.studies.report`, the same as `mode=report` and the
 `search_phase_table` preset's) is printed, then each strategy's wall time for all its seeds.
 `python run.py -m experiment=search_phase_table` runs the same study as one Hydra multirun.
 """
@@ -20,7 +20,7 @@ from omegaconf import OmegaConf, open_dict
 from project_config import compose_cfg
 
 from naslab.pipeline import run
-from naslab.report import write_report
+from naslab.studies.report import write_report
 
 
 def search(table: str, space: str, strategy: str, seed: int, budget: int, run_dir: Path) -> dict:

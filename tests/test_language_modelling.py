@@ -24,7 +24,7 @@ def ptb_dir(tmp_path):
         ("strategy=random", "evaluator=shared", "space=rnn_small"),
         ("strategy=reinforce", "evaluator=shared", "space=rnn"),
         ("strategy=nao", "evaluator=standalone", "space=rnn_darts"),
-        ("strategy=nao", "evaluator=shared", "space=rnn_small"),
+        ("strategy=nao", "evaluator=shared", "space=rnn_small", "strategy.rescore_pool=true"),
         ("strategy=darts", "strategy.order=1", "space=rnn_darts"),
         ("strategy=darts", "strategy.order=2", "space=rnn_small"),
     ],

@@ -8,9 +8,9 @@ import nbformat
 import papermill
 import pytest
 
-from naslab.ranking_study import RankingStudy
-from tests.analysis.test_study import write_run, write_table
+from naslab.studies.ranking import RankingStudy
 from tests.conftest import REPO_ROOT
+from tests.studies.test_study import write_run, write_table
 
 NOTEBOOK = Path(REPO_ROOT) / "notebooks" / "search_phase.ipynb"
 

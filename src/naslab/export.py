@@ -267,9 +267,9 @@ def _run_files(run_dir: Path) -> tuple[DictConfig, Path, Path]:
 
 def _run_task(cfg: DictConfig) -> Task:
     """The run's Task, computed from its datamodule as the pipeline did (image datamodules read no data for it)."""
-    from naslab.pipeline import _datamodule, _task  # here: the pipeline imports this module for mode=export
+    from naslab.stages.build import datamodule, task_of  # here: stages.final imports this module for mode=export
 
-    return _task(cfg, _datamodule(cfg, "final"))
+    return task_of(cfg, datamodule(cfg, "final"))
 
 
 def _load_trained_weights(network: nn.Module, last: Path) -> None:

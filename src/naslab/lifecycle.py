@@ -143,6 +143,7 @@ _SOURCES = {
     "ascent": "gradient ascent",
     "random_fill": "random fill",
     "random": "fresh random cells",
+    "mutation": "mutations of a tournament's best",
 }
 
 

@@ -14,7 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import get_class
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from omegaconf import DictConfig
 
 from naslab.errors import ConfigError
 
@@ -144,3 +148,55 @@ def filter_known_warnings() -> None:
     # DARTS steps its cosine schedule at each epoch's start (so a resumed run gets the right rate);
     # in a resumed process that step comes before the first optimizer step, which torch flags.
     warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`.*")
+
+
+# --- W&B names: groups that aggregate seeds, run names within a study ---------------------------------
+def _setting(cfg: DictConfig) -> tuple[list[str], str | None]:
+    """([dataset, space, strategy, evaluator], experiment) as Hydra recorded the choices (class names without Hydra)."""
+    choices: dict[str, Any] = {}
+    if HydraConfig.initialized():
+        choices = dict(HydraConfig.get().runtime.choices)
+    names = [str(cfg.dataset.name)]
+    for key in ("space", "strategy", "evaluator"):
+        names.append(str(choices.get(key) or cfg[key]._target_.rsplit(".", 1)[-1]))
+    return names, choices.get("experiment")
+
+
+def run_group(cfg: DictConfig) -> str:
+    """The W&B group of a run: runs that differ only in their seed share it, so W&B aggregates them.
+
+    Made of the config choices (dataset, space, strategy, evaluator and the experiment preset, as
+    Hydra recorded them), e.g. `digits/micro_small/nao+standalone`; `logger.group=...` overrides it.
+    """
+    names, experiment = _setting(cfg)
+    group = f"{names[0]}/{names[1]}/{names[2]}" + ("" if _searches_by_gradient(cfg) else f"+{names[3]}")
+    return f"{experiment}:{group}" if experiment else group
+
+
+def logger_names(cfg: DictConfig) -> dict[str, str]:
+    """The W&B group and run name a run gets when `logger.group` / `logger.name` are left null.
+
+    Runs of one `study=` share its group (`study_group`) and are named `<strategy>+<evaluator>/seed<s>`;
+    otherwise the group is the setting (`run_group`), so the seeds of one setting are aggregated together.
+    """
+    names: dict[str, str] = {}
+    if "group" in cfg.logger and cfg.logger.group is None:
+        names["group"] = study_group(cfg) if cfg.get("study") else run_group(cfg)
+    if cfg.get("study") and "name" in cfg.logger and cfg.logger.name is None and cfg.mode != "report":
+        setting, _ = _setting(cfg)
+        method = setting[2] if _searches_by_gradient(cfg) else f"{setting[2]}+{setting[3]}"
+        names["name"] = f"{method}/seed{cfg.seed}"
+    return names
+
+
+def study_group(cfg: DictConfig) -> str:
+    """A study's W&B group: `<study>/<sweep dir name>` in a multirun (one group per sweep, so re-runs and
+    debug trials do not mix into it), the study's name otherwise."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{cfg.study}/{Path(HydraConfig.get().sweep.dir).name}"
+    return str(cfg.study)
+
+
+def _searches_by_gradient(cfg: DictConfig) -> bool:
+    """Whether the configured strategy searches by gradient with its own supernet (DARTS: no evaluator)."""
+    return tuple(getattr(get_class(str(cfg.strategy._target_)), "search_kinds", ())) == ("gradient",)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from naslab.spaces.micro_network import count_parameters
+from naslab.spaces.micro.network import count_parameters
 
 
 def count_macs(network: nn.Module, input_shape: tuple[int, ...]) -> int:

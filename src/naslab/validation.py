@@ -118,6 +118,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "strategy.budget": positive_int,
     "strategy.iterations": positive_int,
     "strategy.k": positive_int,
+    "strategy.population_size": positive_int,  # evolution (its constructor also asks for >= 2 and S <= P)
+    "strategy.sample_size": positive_int,
+    "strategy.identity_prob": probability,
     "groundtruth.seeds": seed_list,
     "groundtruth.sample": positive_int,
     "ranking.seeds": seed_list,

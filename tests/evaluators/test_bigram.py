@@ -12,7 +12,7 @@ import torch
 from naslab.data import DigitsDataModule
 from naslab.evaluators.bigram import BigramEvaluator, BigramStore, bigram_keys, linear_layers
 from naslab.spaces import MicroSpace, Task
-from naslab.spaces.mlp import MLPGenotype, MLPLayer, MLPSpace
+from naslab.spaces.mlp.space import MLPGenotype, MLPLayer, MLPSpace
 
 SPACE = MLPSpace(max_layers=3, widths=(8, 16), activations=("relu", "tanh"))
 TASK = Task(10, (1, 8, 8))
@@ -132,7 +132,7 @@ def test_refuses_other_spaces_and_parallel_backends() -> None:
 def test_config_builds_the_evaluator_with_its_store_in_the_run_dir(compose_cfg, tmp_path: Path) -> None:
     from hydra.utils import instantiate
 
-    from naslab.pipeline import _evaluator
+    from naslab.stages.build import build_evaluator as _evaluator
 
     cfg = compose_cfg("space=mlp", "evaluator=bigram", "debug=fast", run_dir=tmp_path / "run")
     ev = _evaluator(cfg, instantiate(cfg.space), TASK, functools.partial(L.Trainer, accelerator="cpu"))

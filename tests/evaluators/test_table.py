@@ -11,9 +11,9 @@ from naslab.archive import ArchiveRecord
 from naslab.evaluators.planted import PlantedEvaluator
 from naslab.evaluators.standalone import StandaloneEvaluator
 from naslab.evaluators.table import ResultTable, TableEvaluator, split_trial_key, trial_key
-from naslab.groundtruth import build_ground_truth
 from naslab.pipeline import run
-from naslab.spaces.rnn import RNNSpace
+from naslab.spaces.rnn.space import RNNSpace
+from naslab.studies.groundtruth import build_ground_truth
 from tests.fake_data import write_text_corpus
 
 SPACE = RNNSpace(2, output="all")
@@ -219,7 +219,7 @@ def test_seed_taus_by_hand() -> None:
 
 
 def test_ground_truth_of_a_progressive_space_holds_its_lower_levels_unranked(tmp_path) -> None:
-    from naslab.spaces.micro import MicroSpace
+    from naslab.spaces.micro.space import MicroSpace
 
     space = MicroSpace(2, ["max_pool_3x3", "identity"], concat="all", tied=True, distinct_inputs=True)
     complete = {space.key(g) for g in space.enumerate()}  # (1 * 4) * (3 * 4) = 48

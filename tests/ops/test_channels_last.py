@@ -24,7 +24,7 @@ from torch import nn
 from naslab.ops.cnn import OP_SETS, Conv2d, FactorizedReduce, ReLUConvBN, build_op, pointwise_conv2d
 from naslab.ops.mixed import MixedOp
 from naslab.spaces import MacroSpace, MicroSpace, Task
-from naslab.spaces.micro_mixed import search_op
+from naslab.spaces.micro.mixed import search_op
 from naslab.train.layout import laid_out, lay_out_network, memory_format
 from naslab.train.objectives import ImageObjective
 

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from naslab.spaces import MicroSpace, RNNSpace
-from naslab.strategies.epnas_surrogate import _collate, _PrefixDataset
-from naslab.strategies.nao_model import NAOModel, fit
+from naslab.strategies.epnas.surrogate import _collate, _PrefixDataset
+from naslab.strategies.nao.model import NAOModel, fit
 from naslab.strategies.own_model import ShuffledPasses, one_thread, train_own_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

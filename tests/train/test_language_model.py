@@ -12,7 +12,7 @@ import torch
 from naslab.data.text import PTBDataModule
 from naslab.pipeline import run
 from naslab.spaces.base import Task
-from naslab.spaces.rnn import RNNSpace
+from naslab.spaces.rnn.space import RNNSpace
 from naslab.train.language_model import LanguageModelModule, stalled
 from naslab.train.objectives import evaluate_perplexity
 from tests.fake_data import write_text_corpus

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from naslab.spaces.base import Task
-from naslab.spaces.rnn import RNNSpace
-from naslab.spaces.rnn_network import LMOutput
+from naslab.spaces.rnn.network import LMOutput
+from naslab.spaces.rnn.space import RNNSpace
 from naslab.train.objectives import (
     ImageObjective,
     TextObjective,

@@ -28,6 +28,9 @@ class Evaluator(ABC, Generic[G]):
     # False for evaluators that read their scores from somewhere (a table, a planted function): the
     # pipeline then builds no datamodule, so such searches run where the data is not.
     needs_data: bool = True
+    # The search that drives it (naslab.search.SEARCHES): scored one by one, proposals come from ask/tell;
+    # `shared` scores with weights that keep training, so the shared-weight search interleaves them.
+    search_kind: str = "ask_tell"
 
     @abstractmethod
     def evaluate(self, genotypes: Sequence[G]) -> list[Evaluation]:

@@ -40,7 +40,7 @@ from torch import nn
 from naslab.evaluators.base import Evaluation
 from naslab.evaluators.standalone import StandaloneEvaluator
 from naslab.spaces.base import Space, Task
-from naslab.spaces.mlp import MLPGenotype, MLPNetwork, MLPSpace
+from naslab.spaces.mlp.space import MLPGenotype, MLPNetwork, MLPSpace
 
 __all__ = ["BigramEvaluator", "BigramStore", "bigram_keys", "linear_layers"]
 

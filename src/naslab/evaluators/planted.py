@@ -29,8 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from naslab.evaluators.base import Evaluation, Evaluator, G
-from naslab.spaces.base import Space
-from naslab.spaces.micro import MicroSpace
+from naslab.spaces.base import Progressive, Space
+from naslab.spaces.micro.space import MicroSpace
 
 
 class PlantedEvaluator(Evaluator[G]):
@@ -61,16 +61,21 @@ class PlantedEvaluator(Evaluator[G]):
         reference = np.random.default_rng([seed, 1])
         self._reference = [space.sample(reference) for _ in range(256)]
         self.center, self.scale = self._moments(self._reference)
-        self._level_moments: dict[int, tuple[float, float]] = {space.max_level(): (self.center, self.scale)}
+        # A progressive space's partial architectures are standardised among their own level (`Progressive`).
+        self.progressive = space if isinstance(space, Progressive) else None
+        top = self.progressive.max_level() if self.progressive is not None else 1
+        self._level_moments: dict[int, tuple[float, float]] = {top: (self.center, self.scale)}
 
     def _moments(self, genotypes: Sequence[G]) -> tuple[float, float]:
         raws = [self.raw(g) for g in genotypes]
         return float(np.mean(raws)), float(np.std(raws)) or 1.0
 
     def _level_center_scale(self, genotype: G) -> tuple[float, float]:
-        level = self.space.level(genotype)
+        if self.progressive is None:
+            return self.center, self.scale
+        level = self.progressive.level(genotype)
         if level not in self._level_moments:
-            self._level_moments[level] = self._moments([self.space.prefix(g, level) for g in self._reference])
+            self._level_moments[level] = self._moments([self.progressive.prefix(g, level) for g in self._reference])
         return self._level_moments[level]
 
     def raw(self, genotype: G) -> float:

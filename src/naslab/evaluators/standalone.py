@@ -23,7 +23,7 @@ from naslab.evaluators.backends import BACKENDS, Backend, make_backend
 from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.loggers import quiet_lightning
 from naslab.spaces.base import Space, Task
-from naslab.spaces.micro_network import count_parameters
+from naslab.spaces.micro.network import count_parameters
 from naslab.train.classifier import NonFiniteLossError
 from naslab.train.modules import training_module, validation_score
 

@@ -1,7 +1,7 @@
 """`evaluator=table`: scores looked up in a file of measured results, for exact and fast studies.
 
 The search-phase study (Sciuto et al. arXiv:1902.08142, Sec. 4.2) trains every architecture of a small space stand-alone
-with several seeds and uses the mean as ground truth. `mode=groundtruth` (`naslab.groundtruth`) writes
+with several seeds and uses the mean as ground truth. `mode=groundtruth` (`naslab.studies.groundtruth`) writes
 such a file: one JSON line per (architecture, seed) trial, the archive format (`archive.jsonl`) with
 keys `seed<s>:<architecture key>`, so it is append-only, fsynced and resumable like any search. A
 `ResultTable` groups the trials per architecture (mean, std, per-seed values, epochs, cost), ranks them

@@ -222,7 +222,7 @@ for _kind in ("max", "avg"):
 
 # The ENAS macro space's 6 ops in the index order of ENAS's released code (general_child.py branches 0-5),
 # so an op token is the number ENAS writes in its arc strings (cifar10_macro_final.sh's fixed_arc). The
-# macro space realises them as whole layers (spaces/macro_network.py); EPNAS's cells use them as edges.
+# macro space realises them as whole layers (spaces/macro/network.py); EPNAS's cells use them as edges.
 ENAS_MACRO_OP_NAMES: tuple[str, ...] = (
     "conv_3x3",
     "sep_conv_3x3",

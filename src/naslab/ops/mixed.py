@@ -3,7 +3,7 @@
 A mixed op is the softmax(alpha)-weighted sum of every candidate op on one edge (Liu et al. 2019,
 Eqn. 1). Nothing here knows about cells: a space's mixed-op supernet puts one `MixedOp` per edge and
 takes one row of weights per edge, so the CNN cell and the recurrent cell share this module and the
-architect in `strategies/darts_architect.py`.
+architect in `strategies/darts/architect.py`.
 
 The supernet contract `strategy=darts` relies on (see `MixedSupernet`): `alpha_shapes` names the
 architecture-weight matrices (e.g. "normal" and "reduce", each edges x ops), `edge_labels` and

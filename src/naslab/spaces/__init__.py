@@ -1,12 +1,12 @@
 """Search spaces: what an architecture is, how to sample, tokenize and build it."""
 
-from naslab.spaces.base import Space, Task
-from naslab.spaces.macro import MacroGenotype, MacroSpace
-from naslab.spaces.micro import MicroSpace
-from naslab.spaces.micro_genotype import Branch, Cell, GenotypeError, MicroGenotype, Node, make_cell
-from naslab.spaces.mlp import MLPGenotype, MLPLayer, MLPSpace
-from naslab.spaces.nases import NASESGenotype, NASESSpace
-from naslab.spaces.rnn import RNNGenotype, RNNNode, RNNSpace
+from naslab.spaces.base import GenotypeError, Space, Task
+from naslab.spaces.macro.space import MacroGenotype, MacroSpace
+from naslab.spaces.micro.genotype import Branch, Cell, MicroGenotype, Node, make_cell
+from naslab.spaces.micro.space import MicroSpace
+from naslab.spaces.mlp.space import MLPGenotype, MLPLayer, MLPSpace
+from naslab.spaces.nases.space import NASESGenotype, NASESSpace
+from naslab.spaces.rnn.space import RNNGenotype, RNNNode, RNNSpace
 
 __all__ = [
     "Branch",

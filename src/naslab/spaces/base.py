@@ -11,15 +11,25 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Generic, Iterator, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
-from naslab.spaces.micro_genotype import GenotypeError
+from naslab.errors import GenotypeError
+
+__all__ = ["GenotypeError", "Progressive", "Relaxable", "Space", "Task", "parse_genotype_json"]
 
 G = TypeVar("G")
+
+
+def parse_genotype_json(text: str, source: str = "genotype") -> Any:
+    """JSON text of a genotype (of any space) as data; malformed JSON is a one-line GenotypeError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GenotypeError(f"{source} is not valid JSON: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -119,32 +129,13 @@ class Space(ABC, Generic[G]):
     def validate(self, genotype: G) -> None:
         """Raises a one-line error if `genotype` does not belong to this space."""
 
-    # --- progressive search (EPNAS / PNAS): spaces that grow an architecture level by level ------
-    def expand(self, genotype: G | None) -> list[G]:
-        """Every architecture one level larger than `genotype` (None: the simplest ones); [] when full."""
-        raise NotImplementedError(f"the {self.name} space has no progressive levels (expand): use e.g. space=macro")
-
-    def level(self, genotype: G) -> int:
-        """How far `genotype` has grown (1 .. max_level); a space without levels has only full genotypes."""
-        return self.max_level()
-
-    def max_level(self) -> int:
-        return 1
-
     def is_complete(self, genotype: G) -> bool:
-        """Whether `genotype` is a whole architecture of the space (not a progressive search's partial one)."""
-        return self.level(genotype) == self.max_level()
+        """Whether `genotype` is a whole architecture of the space (a progressive space also has partial ones)."""
+        return True
 
     def validate_partial(self, genotype: G) -> None:
-        """`validate`, also accepting the partial genotypes of a progressive space (evaluators call this)."""
+        """`validate`, also accepting the partial genotypes of a progressive space (searches call this)."""
         self.validate(genotype)
-
-    def prefix(self, genotype: G, level: int) -> G:
-        """`genotype`'s ancestor at `level` (its first `level` layers or blocks): what a progressive
-        search measured on the way to it. A space without levels has only the genotype itself."""
-        if level >= self.level(genotype):
-            return genotype
-        raise NotImplementedError(f"the {self.name} space has no progressive levels (prefix)")
 
     @abstractmethod
     def genotype_from_dict(self, data: Any) -> G:
@@ -158,27 +149,6 @@ class Space(ABC, Generic[G]):
         """The weight-sharing network of the whole space: `forward(x, genotype)` runs one path."""
         raise NotImplementedError(f"space '{self.name}' has no weight-sharing supernet")
 
-    def build_mixed_supernet(self, task: Task, **network: Any) -> nn.Module:
-        """DARTS' continuous relaxation: every decision a softmax-weighted mixture (`ops.mixed`).
-
-        Returns a `MixedSupernet`: `forward(x, weights)` with one weight matrix per name of its
-        `alpha_shapes`; `derive` turns matching alphas back into a genotype.
-        """
-        raise NotImplementedError(f"space '{self.name}' has no mixed-op supernet, so strategy=darts cannot search it")
-
-    def derive(self, alphas: Mapping[str, torch.Tensor]) -> G:
-        """The discrete genotype that the architecture weights of `build_mixed_supernet` select."""
-        raise NotImplementedError(f"space '{self.name}' cannot derive a genotype from architecture weights")
-
-    def relaxed_weights(self, genotype: G) -> Mapping[str, torch.Tensor]:
-        """The mixed supernet's architecture weights that compute exactly `genotype` (one-hot rows), so a
-        trained DARTS supernet can score any discrete architecture; keys and shapes as `alpha_shapes`."""
-        raise NotImplementedError(f"the {self.name} space cannot express an architecture as mixed-op weights")
-
-    def draw(self, genotype: G, out_dir: Path) -> list[Path]:
-        """Pictures of the architecture; spaces without a picture return []."""
-        return []
-
     def describe(self, genotype: G) -> str:
         return str(genotype)
 
@@ -190,3 +160,35 @@ class Space(ABC, Generic[G]):
         (the pipeline adds the config choices it was found with, so `genotype=<run dir>` rebuilds it)."""
         payload = {"space": self.name, "genotype": self.to_dict(genotype), "readable": self.describe(genotype), **extra}
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+# --- capabilities: what some spaces can do beyond the core, checked by the strategies that need them ---------
+@runtime_checkable
+class Progressive(Protocol[G]):
+    """A space that grows an architecture level by level (EPNAS / PNAS, `groundtruth.levels`): micro, macro."""
+
+    def expand(self, genotype: G | None) -> list[G]:
+        """Every architecture one level larger than `genotype` (None: the simplest ones); [] when full."""
+
+    def level(self, genotype: G) -> int:
+        """How far `genotype` has grown (1 .. max_level)."""
+
+    def max_level(self) -> int:
+        """The level of a complete architecture."""
+
+    def prefix(self, genotype: G, level: int) -> G:
+        """`genotype`'s ancestor at `level` (its first `level` layers or blocks): what a progressive search
+        measured on the way to it."""
+
+
+@runtime_checkable
+class Relaxable(Protocol[G]):
+    """A space with DARTS' continuous relaxation: every decision a softmax-weighted mixture (`ops.mixed`): micro
+    and the recurrent cell. The micro space also has `relaxed_weights(genotype)`, the one-hot weights that
+    let a trained relaxed supernet score a discrete architecture (`search.rank_all`)."""
+
+    def build_mixed_supernet(self, task: Task, **network: Any) -> nn.Module:
+        """A `MixedSupernet`: `forward(x, weights)` with one weight matrix per name of its `alpha_shapes`."""
+
+    def derive(self, alphas: Mapping[str, torch.Tensor]) -> G:
+        """The discrete genotype that the architecture weights select."""

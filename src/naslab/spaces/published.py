@@ -12,7 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from naslab.spaces.micro_genotype import GenotypeError, MicroGenotype, parse_genotype_json
+from naslab.spaces.base import GenotypeError, parse_genotype_json
+from naslab.spaces.micro.genotype import MicroGenotype
 
 SPACES_WITH_PUBLISHED = ("micro", "rnn")
 
@@ -36,11 +37,6 @@ def published_names(space: str | None = "micro") -> list[str]:
     return sorted(name for s in spaces for name in _published(s))
 
 
-def published_source(name: str) -> str:
-    entry = _entry(name)
-    return entry[1].get("source", "") if entry else ""
-
-
 def published_genotype(name: str) -> Any:
     """The genotype object of a published name (MicroGenotype or RNNGenotype)."""
     entry = _entry(name)
@@ -48,7 +44,7 @@ def published_genotype(name: str) -> Any:
         raise GenotypeError(f"unknown published genotype '{name}'; known: {', '.join(published_names(None))}")
     space, data = entry
     if space == "rnn":
-        from naslab.spaces.rnn import RNNGenotype
+        from naslab.spaces.rnn.space import RNNGenotype
 
         return RNNGenotype.from_dict(data["genotype"])
     return MicroGenotype.from_dict(data["genotype"])

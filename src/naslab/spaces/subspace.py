@@ -1,6 +1,7 @@
 """A space with some decisions fixed: the search-phase study's "amount of sharing" experiment.
 
-File 003 (Sec. 4.3) fixes the earlier nodes of the cell and searches only the last one, so that fewer
+"Evaluating the Search Phase of Neural Architecture Search" (Sciuto, Yu, Jaggi, Musat, Salzmann,
+arXiv:1902.08142, Sec. 4.3) fixes the earlier nodes of the cell and searches only the last one, so that fewer
 architectures share the supernet's weights, and measures how the weight-sharing ranking changes.
 `SubSpace(base, fixed={position: token})` is that for any space: the fixed token positions have one
 choice (token 0 means the fixed token), sampling and enumeration run over the free decisions only,
@@ -12,15 +13,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from naslab.spaces.base import G, Space, Task
-from naslab.spaces.micro_genotype import GenotypeError
+from naslab.spaces.base import G, GenotypeError, Space, Task
 
 
 class SubSpace(Space[G]):
@@ -109,6 +108,3 @@ class SubSpace(Space[G]):
 
     def derive(self, alphas: Mapping[str, torch.Tensor]) -> G:
         raise NotImplementedError("a SubSpace cannot derive a genotype from architecture weights")
-
-    def draw(self, genotype: G, out_dir: Path) -> list[Path]:
-        return self.base.draw(genotype, out_dir)

@@ -1,7 +1,7 @@
-"""Search strategies: ask / tell proposers, and DARTS, which searches by gradient with its own supernet."""
+"""Search strategies: ask / tell proposers (`strategies.base.Strategy`), one package per method."""
 
-from naslab.strategies.base import GradientStrategy, Strategy
+from naslab.strategies.base import Proposal, Result, SharesWeights, Strategy
 from naslab.strategies.random import RandomStrategy
 from naslab.strategies.reinforce import ReinforceStrategy
 
-__all__ = ["GradientStrategy", "RandomStrategy", "ReinforceStrategy", "Strategy"]
+__all__ = ["Proposal", "RandomStrategy", "ReinforceStrategy", "Result", "SharesWeights", "Strategy"]

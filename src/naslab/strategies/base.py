@@ -1,83 +1,84 @@
-"""The strategy interface: propose architectures (ask), learn from their scores (tell).
+"""The strategy protocol: propose architectures (`ask`), learn from their results (`tell`).
 
-Strategies never train networks themselves; evaluators score what they propose. Their state
-(random generator, controller weights, ...) round-trips through `state_dict` so that a killed
-search resumes exactly where it stopped.
+Strategies never train networks; a search (`naslab.search`) scores what they propose with an
+evaluator or with shared weights. The protocol is small on purpose:
+
+* `ask(n)` -> up to n `Proposal`s, each a genotype with `info` (why it was proposed: generation,
+  source, predicted score; archived with its record). An empty list means the strategy has finished.
+* `tell(results)` -> one `Result` per proposal of the last `ask`: the score (higher is better), the
+  measured `extra` (training accuracy, perplexity, ...) and the `error` of a failed trial.
+* `state_dict()` / `load_state_dict()` -> everything needed to continue identically after a kill.
+* `pop_metrics()` (optional) -> diagnostics since the last call, logged by the search.
+
+Weight sharing asks more of a strategy: which architecture trains the supernet's next step, and
+which architectures the final derivation scores. That is the opt-in `SharesWeights` role; a strategy
+without it trains on and derives from its own proposals (`weight_sharing_role`).
+
+A strategy says which searches it runs in (`search_kinds`) and checks its settings against the
+chosen one in `check_search`, which `naslab.validation` calls when the run is composed: a strategy
+that cannot run with a search fails before anything starts, with one line.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Generic, Mapping, Sequence, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 from naslab.spaces.base import Space
 
-if TYPE_CHECKING:  # search.py imports this module
-    from naslab.search import SearchResult
-
 G = TypeVar("G")
+
+# The searches of naslab.search: ask/tell with any evaluator, shared weights, gradient on a relaxed supernet.
+SEARCH_KINDS = ("ask_tell", "shared", "gradient")
+
+
+@dataclass(frozen=True)
+class Proposal(Generic[G]):
+    """One architecture to evaluate and why it was proposed (stored in its archive record's `extra`)."""
+
+    genotype: G
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result(Generic[G]):
+    """What the search measured for one proposal: score (higher is better), extras, and the error of a
+    failed trial (its score is then the evaluator's failure score, 0)."""
+
+    genotype: G
+    score: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 class Strategy(ABC, Generic[G]):
     """ask / tell proposer over a space."""
 
     name: str = "strategy"
-    # Set by evaluators whose scores change as the search goes on (weight sharing): population
-    # strategies (NAO-WS) then re-score their whole pool each generation instead of trusting old scores.
-    scores_drift: bool = False
+    # The searches this strategy can drive (naslab.search); DARTS-like strategies own a relaxed supernet instead.
+    search_kinds: tuple[str, ...] = ("ask_tell", "shared")
 
     def __init__(self, space: Space[G]):
         self.space = space
 
-    @abstractmethod
-    def ask(self, n: int) -> list[G]:
-        """Up to `n` architectures to evaluate next; [] means the strategy has finished."""
+    @classmethod
+    def check_search(cls, kind: str, settings: Mapping[str, Any]) -> str | None:
+        """Why this strategy, with `settings` (its config node), cannot run in search `kind`; None if it can.
 
-    @property
-    def finished(self) -> bool:
-        """Whether the strategy has run its whole course (EPNAS: its last progression).
-
-        Most strategies can always propose more (False); one with a natural end says so, and weight
-        sharing then stops training the supernet instead of training it on without a strategy.
+        Called on the composed config, before anything is built. The default accepts `search_kinds`.
         """
-        return False
-
-    def sample_for_training(self, n: int) -> list[G]:
-        """Architectures to train shared weights on (weight sharing); by default what `ask` proposes.
-
-        Population methods (NAO-WS) train on their current pool instead of their next proposals.
-        """
-        return self.ask(n)
-
-    def candidates(self, n: int) -> list[G]:
-        """The architectures a weight-sharing search scores at the end to pick its result.
-
-        ENAS samples `n` from its controller (the default: `ask`); NAO-WS offers its population.
-        """
-        return self.ask(n)
-
-    def proposal_info(self, genotype: G) -> dict[str, Any]:
-        """Why `genotype` was proposed (generation, predicted score, ...): stored in its archive record."""
-        return {}
-
-    def pop_metrics(self) -> dict[str, float]:
-        """Diagnostics gathered since the last call (logged to W&B by the search loop)."""
-        return {}
+        if kind not in cls.search_kinds:
+            return f"strategy {cls.name} runs in the {' or '.join(cls.search_kinds)} search, not {kind}"
+        return None
 
     @abstractmethod
-    def tell(self, genotypes: Sequence[G], scores: Sequence[float]) -> None:
-        """Scores of architectures proposed by `ask` (higher is better)."""
+    def ask(self, n: int) -> list[Proposal[G]]:
+        """Up to `n` proposals to evaluate next; [] means the strategy has finished."""
 
-    def tell_with_details(
-        self, genotypes: Sequence[G], scores: Sequence[float], details: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """`tell`, with each evaluation's measured extras (its archive record's `extra`, plus its `error`:
-        None, or why the trial failed) alongside.
-
-        The search loop calls this; most strategies learn from the score alone (the default). NASES
-        overrides it: its reward needs the child's training accuracy as well (Liu's NASES paper, Eq. 1).
-        """
-        self.tell(genotypes, scores)
+    @abstractmethod
+    def tell(self, results: Sequence[Result[G]]) -> None:
+        """The results of the proposals of the last `ask`, in their order."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
@@ -87,29 +88,51 @@ class Strategy(ABC, Generic[G]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores `state_dict`."""
 
+    def pop_metrics(self) -> dict[str, float]:
+        """Diagnostics gathered since the last call (logged to W&B by the search)."""
+        return {}
 
-class GradientStrategy(ABC, Generic[G]):
-    """A strategy that owns a continuous relaxation of the space and searches it by gradient (DARTS).
 
-    It has no ask / tell: it trains its own supernet and derives genotypes from its architecture
-    parameters, so the pipeline hands it the data and the Trainer factory instead of an evaluator.
-    Each derivation it makes is archived like an evaluated architecture (score: the supernet's
-    validation accuracy when it was derived), so search curves and resume work as for the others.
+@runtime_checkable
+class SharesWeights(Protocol[G]):
+    """The weight-sharing role: a strategy that decides what shared weights train on and derive from.
+
+    ENAS needs nothing more than `ask` (its controller's samples do both); population methods opt in:
+    NAO-WS trains on a member of its pool and derives from its population, EPNAS on its current level.
     """
 
-    name: str = "gradient"
+    @property
+    def finished(self) -> bool:
+        """Whether the strategy has run its whole course (EPNAS: its last progression): shared training
+        then stops instead of training on without a strategy."""
 
-    def __init__(self, space: Space[G]):
-        self.space = space
+    def train_on(self) -> G:
+        """The architecture of the next shared-weight step."""
 
-    @abstractmethod
-    def search(
-        self,
-        task: Any,
-        datamodule_factory: Any,
-        trainer_factory: Any,
-        run_dir: Any,
-        resume: bool = False,
-        logger: Any = None,
-    ) -> SearchResult[G]:
-        """Runs the search in `run_dir`: the derivations in its archive, the chosen genotype as best."""
+    def derive_from(self, n: int) -> list[Proposal[G]]:
+        """The proposals the search scores at its end to pick its result (ENAS: `n` samples)."""
+
+
+class AskedRole(Generic[G]):
+    """The default weight-sharing role of a strategy without one: train on and derive from its `ask`."""
+
+    def __init__(self, strategy: Strategy[G]):
+        self.strategy = strategy
+
+    finished = False  # a strategy without a natural end can always propose more
+
+    def train_on(self) -> G:
+        return self.strategy.ask(1)[0].genotype
+
+    def derive_from(self, n: int) -> list[Proposal[G]]:
+        return self.strategy.ask(n)
+
+
+def weight_sharing_role(strategy: Strategy[G]) -> SharesWeights[G]:
+    """The strategy itself where it takes the `SharesWeights` role, else `AskedRole`."""
+    return strategy if isinstance(strategy, SharesWeights) else AskedRole(strategy)
+
+
+def results_of(proposals: Sequence[Proposal[G]], scores: Sequence[float]) -> list[Result[G]]:
+    """Results with only a score each, for the proposals in order (tests and simple drivers)."""
+    return [Result(p.genotype, float(s)) for p, s in zip(proposals, scores, strict=True)]

@@ -67,8 +67,11 @@ def train_final(
             logger=logger if logger is not None else False,
             # Saved at the epoch's end, after validation: a checkpoint written at validation end would
             # resume with the epoch counter of the sampler one behind (the windows of the last epoch again).
+            # Every epoch: Lightning (2.6) writes `last` only when it saved a top-k checkpoint in that step, so
+            # save_top_k=0 would leave last.ckpt to the end of fit and a stop mid-training would lose every
+            # epoch. save_top_k=1 without a monitor keeps the latest epoch's file; last.ckpt links to it.
             callbacks=[
-                ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0, save_on_train_epoch_end=True)
+                ModelCheckpoint(dirpath=checkpoints, save_last="link", save_top_k=1, save_on_train_epoch_end=True)
             ],
             num_sanity_val_steps=0,
             default_root_dir=str(run_dir),

@@ -1,7 +1,0 @@
-"""Analysis helpers: pictures of searched architectures and of the search itself."""
-
-from naslab.analysis.alpha_plot import plot_alpha_heatmaps
-from naslab.analysis.cell_plot import cell_to_dot, draw_cell, draw_genotype
-from naslab.analysis.search_plot import plot_search_curve
-
-__all__ = ["cell_to_dot", "draw_cell", "draw_genotype", "plot_alpha_heatmaps", "plot_search_curve"]

@@ -1,0 +1,5 @@
+"""REINFORCE with an LSTM controller: NASNet / ENAS's strategy."""
+
+from naslab.strategies.reinforce.strategy import ReinforceStrategy
+
+__all__ = ["ReinforceStrategy"]
