@@ -143,7 +143,7 @@ _SOURCES = {
     "ascent": "gradient ascent",
     "random_fill": "random fill",
     "random": "fresh random cells",
-    "mutation": "mutations of a tournament's best",
+    "mutation": "mutation of a tournament's best",
 }
 
 
@@ -172,7 +172,10 @@ def closing_summary(results: dict[str, Any], run_dir: Path, seconds: float) -> s
         lines = [f"naslab {results.get('mode')}"]
     if search:
         budget = search.get("budget") or {}
-        spent = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in budget.items())
+        # "16 evaluations", "4 shared epochs", "1 shared epoch"
+        spent = ", ".join(
+            f"{v} {k.replace('_', ' ').removesuffix('s') if v == 1 else k.replace('_', ' ')}" for k, v in budget.items()
+        )
         lines.append(
             f"  searched   {search.get('num_evaluated')} architectures evaluated"
             + (f" (budget: {spent})" if spent else "")
