@@ -38,15 +38,29 @@ def part_of(module: str) -> str:
     return module.split(".")[1] if module.count(".") >= 1 else ""
 
 
-def naslab_imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every `naslab.*` import in the file, at any depth."""
+def naslab_imports(path: Path, package: str = "") -> list[tuple[int, str]]:
+    """(line, module) of every `naslab.*` import in the file, at any depth: `from naslab.x import y`,
+    `import naslab.x`, `from naslab import x` and relative imports (resolved against `package`, the
+    file's dotted package, e.g. `naslab.spaces.micro`)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("naslab."):
-            found.append((node.lineno, node.module))
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: `from ..strategies import x` inside naslab.spaces -> naslab.strategies
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, module] if module else base)
+            if module == "naslab":  # `from naslab import strategies`
+                found += [(node.lineno, f"naslab.{a.name}") for a in node.names]
+            elif module.startswith("naslab."):
+                found.append((node.lineno, module))
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.startswith("naslab.")]
     return found
+
+
+def dotted_package(path: Path) -> str:
+    """`src/naslab/spaces/micro/space.py` -> `naslab.spaces.micro`."""
+    return ".".join(("naslab", *path.relative_to(SRC).parent.parts))
 
 
 MODULES = sorted(p for p in SRC.rglob("*.py") if p.name != "__init__.py" or p.parent != SRC)
@@ -62,7 +76,7 @@ def test_no_module_imports_a_layer_above_its_own(path: Path) -> None:
     own = path.relative_to(SRC).parts[0].removesuffix(".py")
     above = [
         f"line {line}: {module} ({LAYERS[LEVEL[part_of(module)]][0]})"
-        for line, module in naslab_imports(path)
+        for line, module in naslab_imports(path, dotted_package(path))
         if LEVEL.get(part_of(module), -1) > LEVEL[own]
     ]
     assert not above, f"{path.relative_to(SRC)} ({LAYERS[LEVEL[own]][0]}) imports a layer above: {above}"

@@ -334,6 +334,12 @@ def validate_composed(command: Command, conf_dir: Path) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(composition_message(err)) from None
     validate_config(cfg)
+    if cfg.mode in ("search", "search_train"):
+        # A strategy that cannot run in the search its evaluator needs: one line before Hydra writes a run dir.
+        # (It imports the strategy's class, so torch: only for a run, never for --help.)
+        from naslab.stages.build import check_strategy_fits_search
+
+        check_strategy_fits_search(cfg)
 
 
 def composition_message(err: BaseException) -> str:

@@ -16,7 +16,6 @@ from typing import Any, Iterator, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import get_class
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig
 
@@ -162,18 +161,19 @@ def _setting(cfg: DictConfig) -> tuple[list[str], str | None]:
     return names, choices.get("experiment")
 
 
-def run_group(cfg: DictConfig) -> str:
+def run_group(cfg: DictConfig, with_evaluator: bool = True) -> str:
     """The W&B group of a run: runs that differ only in their seed share it, so W&B aggregates them.
 
     Made of the config choices (dataset, space, strategy, evaluator and the experiment preset, as
     Hydra recorded them), e.g. `digits/micro_small/nao+standalone`; `logger.group=...` overrides it.
+    `with_evaluator=False` for a search that takes no evaluator (DARTS: the pipeline says which).
     """
     names, experiment = _setting(cfg)
-    group = f"{names[0]}/{names[1]}/{names[2]}" + ("" if _searches_by_gradient(cfg) else f"+{names[3]}")
+    group = f"{names[0]}/{names[1]}/{names[2]}" + (f"+{names[3]}" if with_evaluator else "")
     return f"{experiment}:{group}" if experiment else group
 
 
-def logger_names(cfg: DictConfig) -> dict[str, str]:
+def logger_names(cfg: DictConfig, with_evaluator: bool = True) -> dict[str, str]:
     """The W&B group and run name a run gets when `logger.group` / `logger.name` are left null.
 
     Runs of one `study=` share its group (`study_group`) and are named `<strategy>+<evaluator>/seed<s>`;
@@ -181,10 +181,10 @@ def logger_names(cfg: DictConfig) -> dict[str, str]:
     """
     names: dict[str, str] = {}
     if "group" in cfg.logger and cfg.logger.group is None:
-        names["group"] = study_group(cfg) if cfg.get("study") else run_group(cfg)
+        names["group"] = study_group(cfg) if cfg.get("study") else run_group(cfg, with_evaluator)
     if cfg.get("study") and "name" in cfg.logger and cfg.logger.name is None and cfg.mode != "report":
         setting, _ = _setting(cfg)
-        method = setting[2] if _searches_by_gradient(cfg) else f"{setting[2]}+{setting[3]}"
+        method = f"{setting[2]}+{setting[3]}" if with_evaluator else setting[2]
         names["name"] = f"{method}/seed{cfg.seed}"
     return names
 
@@ -195,8 +195,3 @@ def study_group(cfg: DictConfig) -> str:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return f"{cfg.study}/{Path(HydraConfig.get().sweep.dir).name}"
     return str(cfg.study)
-
-
-def _searches_by_gradient(cfg: DictConfig) -> bool:
-    """Whether the configured strategy searches by gradient with its own supernet (DARTS: no evaluator)."""
-    return tuple(getattr(get_class(str(cfg.strategy._target_)), "search_kinds", ())) == ("gradient",)

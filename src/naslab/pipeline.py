@@ -16,7 +16,6 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from naslab.errors import ConfigError, GenotypeError, RunInterrupted
@@ -34,7 +33,14 @@ from naslab.plots.genotype import draw_genotype_pictures
 from naslab.records import atomic_write_text, genotype_file, read_json
 from naslab.spaces.base import Space
 from naslab.spaces.published import load_genotype_data
-from naslab.stages.build import build, check_strategy_fits_search, datamodule, evaluator_class, run_search_kind
+from naslab.stages.build import (
+    build,
+    check_strategy_fits_search,
+    datamodule,
+    evaluator_class,
+    run_search_kind,
+    trainer_factory,
+)
 from naslab.stages.final import export_stage, summary_stage, train_stage
 from naslab.stages.search import run_search_stage
 from naslab.stages.studies import ground_truth_stage, ranking_stage, report_stage
@@ -65,7 +71,8 @@ def _logger(cfg: DictConfig, run_id: str | None = None) -> Any:
     if not cfg.get("logger"):
         return None
     resume = {"run_id": run_id} if run_id and "wandb_logger" in str(cfg.logger.get("_target_")) else {}
-    return build(cfg.logger, "logger", **logger_names(cfg), **resume)
+    names = logger_names(cfg, with_evaluator=run_search_kind(cfg) != "gradient")  # DARTS takes no evaluator
+    return build(cfg.logger, "logger", **names, **resume)
 
 
 def _write_genotype_outputs(
@@ -165,13 +172,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(hyperparameters(cfg))
             results["wandb_id"] = wandb_run_id(logger) or results.get("wandb_id")
         write_results(run_dir, results)
-        trainer_factory = instantiate(cfg.trainer, _partial_=True)
+        trainers = trainer_factory(cfg)
         if searching:
-            genotype = run_search_stage(cfg, space, trainer_factory, run_dir, logger, results)
+            genotype = run_search_stage(cfg, space, trainers, run_dir, logger, results)
         elif cfg.mode == "groundtruth":
-            genotype = ground_truth_stage(cfg, space, trainer_factory, run_dir, logger, results)
+            genotype = ground_truth_stage(cfg, space, trainers, run_dir, logger, results)
         elif cfg.mode == "ranking":
-            genotype = ranking_stage(cfg, space, trainer_factory, run_dir, logger, results)
+            genotype = ranking_stage(cfg, space, trainers, run_dir, logger, results)
         elif cfg.mode == "report":
             results["report"] = report_stage(cfg, run_dir, logger)
             status = "finished"
@@ -189,7 +196,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if cfg.mode == "summary":
             results["final"] = summary_stage(cfg, space, genotype)
         elif cfg.mode in ("train", "search_train"):
-            results["final"] = train_stage(cfg, space, genotype, trainer_factory, run_dir, logger)
+            results["final"] = train_stage(cfg, space, genotype, trainers, run_dir, logger)
         status = results["status"] = "finished"
         log.debug("results: %s", json.dumps(results))  # the console gets the closing summary (naslab.lifecycle)
         log_summary(logger, {"results": results})  # what a study report read from W&B needs

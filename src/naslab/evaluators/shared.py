@@ -40,7 +40,7 @@ def valid_batch_seed(seed: int, index: int) -> int:
 
 
 class SharedEvaluator(Evaluator[G]):
-    """`evaluator=shared`: owns the search loop, because scores depend on the shared weights.
+    """`evaluator=shared`: the supernet whose weights score architectures (`naslab.search.shared` trains it).
 
     The defaults are ENAS's image search (see the module docstring and conf/evaluator/shared.yaml);
     `scheduler` / `lr_min` None take the task's schedule (`TASK_SCHEDULES`). `classifier_dropout` and

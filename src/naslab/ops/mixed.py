@@ -27,7 +27,7 @@ class MixedOp(nn.Module):
     `always_zero` (DARTS' `none`) is left out (w * 0 adds nothing and its weight's gradient is 0
     either way), and ops that start with a ReLU (`forward_relued`, the convolutions) share one
     rectified copy of the input instead of each keeping its own. Fixed weights (no gradient) that are
-    exactly 0 skip their op too: a discrete architecture as one-hot weights (`Space.relaxed_weights`)
+    exactly 0 skip their op too: a discrete architecture as one-hot weights (`relaxed_weights` of a `Relaxable` space)
     then costs what its own ops cost, not every candidate's.
     """
 

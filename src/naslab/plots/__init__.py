@@ -1,4 +1,4 @@
-"""Analysis helpers: pictures of searched architectures and of the search itself."""
+"""Pictures: searched architectures (`plots.genotype`, per space), the search itself, alpha heatmaps, predictions."""
 
 from naslab.plots.alpha_plot import plot_alpha_heatmaps
 from naslab.plots.cell_plot import cell_to_dot, draw_cell, draw_genotype

@@ -40,7 +40,7 @@ _RNN_EDGE = re.compile(r"^(\d+)\s*<-\s*(\d+)$")
 def readable_edge_label(label: str) -> str:
     """A supernet's edge name in the genotype strings' state numbers; other names are returned as they are.
 
-    Micro cells (`micro_mixed.edge_label`): "c_{k-2} -> node 0" -> "0 ($c_{k-2}$) → 2", "node 0 -> node 3" ->
+    Micro cells (`micro.mixed.edge_label`): "c_{k-2} -> node 0" -> "0 ($c_{k-2}$) → 2", "node 0 -> node 3" ->
     "2 → 5" (the cell inputs are states 0 and 1, intermediate node k is state k + 2, as in `2=op(0)+op(1)`).
     Recurrent cells (`rnn_mixed`): "3<-1" (node 3 reads node 1) -> "1 → 3", as in `tanh(1)` at node 3.
     """

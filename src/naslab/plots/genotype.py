@@ -62,7 +62,7 @@ def _macro(space: MacroSpace, genotype: MacroGenotype, out_dir: Path) -> list[Pa
 def _nases(space: NASESSpace, genotype: NASESGenotype, out_dir: Path) -> list[Path]:
     """out_dir/nases.png and nases.dot: the decoded layers top to bottom, box j labelled "j: op/filters" as
     `describe` names layer j, and beside them a matrix with square (j, i) filled when layer i's op output
-    is concatenated to layer j's output (`analysis.chain_plot`)."""
+    is concatenated to layer j's output (`plots.chain_plot`)."""
     decoded = space.decode(genotype)
     chain = MacroGenotype(tuple(MacroLayer(f"{layer.op}/{layer.filters}", layer.skips) for layer in decoded))
     out = Path(out_dir)
@@ -118,7 +118,7 @@ def macro_to_dot(genotype: MacroGenotype, reductions: Sequence[int] = ()) -> str
 
 def draw_macro(genotype: MacroGenotype, png: Path, reductions: Sequence[int] = ()) -> Path:
     """Renders the chain top to bottom, box j labelled "j: op" as `str(genotype)` names layer j, and its skips
-    as a matrix beside it (`analysis.chain_plot`); bare Figure on Agg (headless, no pyplot state)."""
+    as a matrix beside it (`plots.chain_plot`); bare Figure on Agg (headless, no pyplot state)."""
     return draw_chain(
         [(layer.op, layer.skips) for layer in genotype.layers],
         _fill,

@@ -192,7 +192,7 @@ class GradientSearch(Search[G]):
         valid = datamodule.val_dataloader()
 
         def shared_scorer(genotypes: Sequence[Any], num_batches: int) -> list[float]:
-            """Each architecture as one-hot weights in the trained mixed supernet (`Space.relaxed_weights`), all
+            """Each architecture as one-hot weights in the trained mixed supernet (`relaxed_weights`), all
             on the same first `num_batches` search-valid batches, read once."""
             taken = module.take(valid, num_batches)
             return [module.score_weights(self.space.relaxed_weights(g), taken) for g in genotypes]
@@ -203,5 +203,7 @@ class GradientSearch(Search[G]):
             num_evaluated=len(records),
             wall_seconds=time.perf_counter() - start,
             archive=archive,
-            shared_scorer=shared_scorer,
+            # Scoring a discrete architecture needs its one-hot weights (micro's `relaxed_weights`); a space
+            # without them (the recurrent cell) leaves search.rank_all with nothing to rank, which it logs.
+            shared_scorer=shared_scorer if hasattr(self.space, "relaxed_weights") else None,
         )

@@ -349,6 +349,8 @@ class SharedWeightSearch(Search[G]):
         # search-valid batches, keep the best.
         candidates = module.role.derive_from(evaluator.derive_samples)
         derived = module.record_each(candidates, "derive", {"derive": True}, Counter())
+        if not derived:
+            raise RuntimeError(f"strategy {strategy.name} offered no architecture to derive the result from")
         best = max(derived, key=lambda r: r.score)
         return SearchResult(
             best_genotype=self.space.genotype_from_dict(best.genotype),

@@ -16,7 +16,6 @@ import math
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from naslab.spaces.base import G, GenotypeError, Space, Task
@@ -102,9 +101,3 @@ class SubSpace(Space[G]):
 
     def build_supernet(self, task: Task, **network: Any) -> nn.Module:
         return self.base.build_supernet(task, **network)
-
-    def build_mixed_supernet(self, task: Task, **network: Any) -> nn.Module:
-        raise NotImplementedError("a SubSpace has no mixed-op supernet: strategy=darts searches whole spaces")
-
-    def derive(self, alphas: Mapping[str, torch.Tensor]) -> G:
-        raise NotImplementedError("a SubSpace cannot derive a genotype from architecture weights")

@@ -42,6 +42,16 @@ def datamodule(cfg: DictConfig, phase: str, **overrides: Any) -> L.LightningData
     return instantiate(cfg.dataset.datamodule, phase=phase, **overrides)
 
 
+def datamodule_factory(cfg: DictConfig, phase: str = "search") -> Any:
+    """The datamodule as a factory: searches and evaluators build it with their own batch sizes."""
+    return instantiate(cfg.dataset.datamodule, phase=phase, _partial_=True)
+
+
+def trainer_factory(cfg: DictConfig) -> Any:
+    """`cfg.trainer` as a factory of Lightning Trainers: every training loop adds its own settings."""
+    return instantiate(cfg.trainer, _partial_=True)
+
+
 def task_of(cfg: DictConfig, dm: Any) -> Task:
     """What networks must fit, from the datamodule: classes and input shape, or a corpus' vocabulary."""
     if hasattr(dm, "vocab_size"):  # a text corpus: reads its files to know the vocabulary
@@ -79,13 +89,12 @@ def build_evaluator(
     cfg: DictConfig, space: Space[Any], task: Task | None, trainer_factory: Any, **overrides: Any
 ) -> Any:
     """`cfg.evaluator` built for `space` (the Task dataclass stays a Task, config dicts plain dicts)."""
-    datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
     return build(
         cfg.evaluator,
         "evaluator",
         space=space,
         task=task,
-        datamodule_factory=datamodule_factory,
+        datamodule_factory=datamodule_factory(cfg, "search"),
         trainer_factory=trainer_factory,
         _convert_="object",
         **overrides,

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from naslab.loggers import log_images, log_table
@@ -20,7 +19,15 @@ from naslab.rank_agreement import SHARED_RANKING_FILE, write_shared_ranking
 from naslab.search import search_class
 from naslab.search.base import Search, SearchResult
 from naslab.spaces.base import Space
-from naslab.stages.build import build, build_evaluator, datamodule, evaluator_class, run_search_kind, task_of
+from naslab.stages.build import (
+    build,
+    build_evaluator,
+    datamodule,
+    datamodule_factory,
+    evaluator_class,
+    run_search_kind,
+    task_of,
+)
 from naslab.studies.groundtruth import distinct_architectures
 from naslab.train.objectives import reward_perplexity
 
@@ -34,10 +41,8 @@ def build_search(cfg: DictConfig, space: Space[Any], trainer_factory: Any) -> tu
     cls = search_class(kind)
     if kind == "gradient":  # DARTS: its own relaxed supernet stands in for the evaluator
         log.info("strategy=%s trains its own supernet; evaluator=%s is not used", strategy.name, cfg.evaluator._target_)
-        datamodule_factory = instantiate(cfg.dataset.datamodule, phase="search", _partial_=True)
-        return cls(
-            space, strategy, task_of(cfg, datamodule(cfg, "search")), datamodule_factory, trainer_factory
-        ), strategy
+        task = task_of(cfg, datamodule(cfg, "search"))
+        return cls(space, strategy, task, datamodule_factory(cfg, "search"), trainer_factory), strategy
     # A table or planted evaluator needs no data: such searches run where the data is not.
     task = task_of(cfg, datamodule(cfg, "search")) if evaluator_class(cfg).needs_data else None
     evaluator = build_evaluator(cfg, space, task, trainer_factory)
@@ -143,7 +148,7 @@ def budget(cfg: DictConfig, search: Search[Any]) -> dict[str, int]:
 def rank_all(cfg: DictConfig, space: Space[Any], outcome: SearchResult[Any], run_dir: Path) -> dict[str, Any] | None:
     """search.rank_all: every architecture of the space scored with the search's shared weights."""
     if outcome.shared_scorer is None:
-        log.info("search.rank_all: a stand-alone search trains no shared weights; nothing to rank")
+        log.info("search.rank_all: this search has no shared weights that score any architecture; nothing to rank")
         return None
     start = time.perf_counter()
     every = distinct_architectures(space, space.enumerate())

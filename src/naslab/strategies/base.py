@@ -11,19 +11,21 @@ evaluator or with shared weights. The protocol is small on purpose:
 * `pop_metrics()` (optional) -> diagnostics since the last call, logged by the search.
 
 Weight sharing asks more of a strategy: which architecture trains the supernet's next step, and
-which architectures the final derivation scores. That is the opt-in `SharesWeights` role; a strategy
-without it trains on and derives from its own proposals (`weight_sharing_role`).
+which architectures the final derivation scores. That is the `SharesWeights` role, which a strategy
+declares by inheriting it; a strategy without it trains on and derives from its own proposals
+(`AskedRole`, through `weight_sharing_role`).
 
 A strategy says which searches it runs in (`search_kinds`) and checks its settings against the
-chosen one in `check_search`, which `naslab.validation` calls when the run is composed: a strategy
-that cannot run with a search fails before anything starts, with one line.
+chosen one in `check_search`, which `naslab.stages.build.check_strategy_fits_search` calls on the
+composed config (from `naslab.launch` before Hydra writes anything, and again in the pipeline): a
+strategy that cannot run with a search fails before anything starts, with one line.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Generic, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, Generic, Mapping, Sequence, TypeVar
 
 from naslab.spaces.base import Space
 
@@ -93,43 +95,48 @@ class Strategy(ABC, Generic[G]):
         return {}
 
 
-@runtime_checkable
-class SharesWeights(Protocol[G]):
-    """The weight-sharing role: a strategy that decides what shared weights train on and derive from.
+class SharesWeights(ABC, Generic[G]):
+    """The weight-sharing role, declared by inheriting it next to `Strategy`: the strategy decides what
+    shared weights train on and what the final derivation scores.
 
-    ENAS needs nothing more than `ask` (its controller's samples do both); population methods opt in:
-    NAO-WS trains on a member of its pool and derives from its population, EPNAS on its current level.
+    ENAS needs nothing more than `ask` (its controller's samples do both: `AskedRole`); population methods
+    opt in: NAO-WS trains on a member of its pool and derives from its population, EPNAS on its current
+    level, evolution on its population.
     """
 
     @property
     def finished(self) -> bool:
         """Whether the strategy has run its whole course (EPNAS: its last progression): shared training
         then stops instead of training on without a strategy."""
+        return False
 
+    @abstractmethod
     def train_on(self) -> G:
         """The architecture of the next shared-weight step."""
 
+    @abstractmethod
     def derive_from(self, n: int) -> list[Proposal[G]]:
         """The proposals the search scores at its end to pick its result (ENAS: `n` samples)."""
 
 
-class AskedRole(Generic[G]):
+class AskedRole(SharesWeights[G]):
     """The default weight-sharing role of a strategy without one: train on and derive from its `ask`."""
 
     def __init__(self, strategy: Strategy[G]):
         self.strategy = strategy
 
-    finished = False  # a strategy without a natural end can always propose more
-
     def train_on(self) -> G:
-        return self.strategy.ask(1)[0].genotype
+        proposals = self.strategy.ask(1)
+        if not proposals:
+            raise RuntimeError(f"strategy {self.strategy.name} proposed nothing to train the shared weights on")
+        return proposals[0].genotype
 
     def derive_from(self, n: int) -> list[Proposal[G]]:
         return self.strategy.ask(n)
 
 
 def weight_sharing_role(strategy: Strategy[G]) -> SharesWeights[G]:
-    """The strategy itself where it takes the `SharesWeights` role, else `AskedRole`."""
+    """The strategy itself where it declares the `SharesWeights` role (inherits it), else `AskedRole`."""
     return strategy if isinstance(strategy, SharesWeights) else AskedRole(strategy)
 
 

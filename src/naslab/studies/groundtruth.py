@@ -10,7 +10,7 @@ through the configured evaluator and its backend (local, process pool or Ray), o
 answers searches from it.
 
 `groundtruth.levels=true` also measures the partial architectures of a progressive space (the cells of
-fewer blocks that EPNAS / PNAS train on their way up, `Space.expand`), so that those strategies can
+fewer blocks that EPNAS / PNAS train on their way up, `Progressive.expand`), so that those strategies can
 search the table too. They are marked `partial` in the table: looked up, but never ranked.
 """
 

@@ -8,8 +8,9 @@ averaged; the study found it about 0 on the 32-cell space. A `SubSpace` (earlier
 one searched) is the "amount of sharing" experiment: fewer architectures share the weights.
 
 `search.rank_all=true` does the same at the end of any weight-sharing or DARTS search, with the
-supernet that search trained: `analysis.ranking.write_shared_ranking` puts every architecture's shared-weight score in
-the run dir's `shared_ranking.csv`, which a study report (`naslab.studies.report`) ranks against its table.
+supernet that search trained: `naslab.rank_agreement.write_shared_ranking` puts every architecture's
+shared-weight score in the run dir's `shared_ranking.csv`, which a study report (`naslab.studies.report`)
+ranks against its table.
 
 Outputs in the run dir: `ranking.csv` (per architecture: ground-truth mean and rank, shared score and
 rank per seed), `ranking.md` (tau per seed, mean +- std) and `ranking.png` (shared rank against true

@@ -77,8 +77,8 @@ def train_final(
             default_root_dir=str(run_dir),
             **trainer_options,
         )
-    last = checkpoints / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
+    last = resumable_checkpoint(checkpoints) if resume else None
+    ckpt_path = str(last) if last is not None else None
     if ckpt_path:
         log.info("resuming final training from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -89,3 +89,14 @@ def train_final(
         **test_metrics(task, module, test),
         "wall_seconds": time.perf_counter() - start,
     }
+
+
+def resumable_checkpoint(checkpoints: Path) -> Path | None:
+    """The checkpoint a resumed final training continues from: `last.ckpt` (a link to the latest epoch's
+    file), or the newest `epoch=*.ckpt` when a kill came between Lightning removing the previous epoch's
+    file and linking the new one (a dangling `last.ckpt`); None when there is none."""
+    last = checkpoints / "last.ckpt"
+    if last.exists():
+        return last
+    epochs = sorted(checkpoints.glob("epoch=*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return epochs[-1] if epochs else None

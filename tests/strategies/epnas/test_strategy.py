@@ -117,7 +117,7 @@ def test_search_loop_returns_a_complete_architecture_and_logs_the_surrogate(tmp_
 
 
 def test_a_space_without_levels_is_a_clear_error() -> None:
-    with pytest.raises(NotImplementedError, match="no progressive levels"):
+    with pytest.raises(ValueError, match="no progressive levels"):
         EPNASStrategy(RNNSpace(num_nodes=2), seed=0)
     with pytest.raises(ValueError, match="grows one cell used as both normal and reduction cell.*space.tied=true"):
         EPNASStrategy(MicroSpace(2), seed=0)

@@ -6,7 +6,7 @@ details of the authors' `model_search.py`: BatchNorm without affine parameters i
 preprocessing (an affine scale would let weights undo the alphas), a BatchNorm after every pooling
 op (so pools are on the scale of the convolutions), and every intermediate node concatenated at
 the output. Each node k reads every earlier state, so a cell has 2 + 3 + ... + (k + 2) edges, in
-the row order of `micro_derive.micro_edges` (which derives the genotype from the same rows).
+the row order of `micro.derive.micro_edges` (which derives the genotype from the same rows).
 """
 
 from __future__ import annotations

@@ -365,7 +365,7 @@ class MicroSpace(Space[MicroGenotype]):
         return derive_micro_genotype(self, alphas["normal"], alphas["reduce"], self.mixed_ops)
 
     def relaxed_weights(self, genotype: MicroGenotype) -> dict[str, torch.Tensor]:
-        """One-hot mixed-supernet weights that compute `genotype` (`micro_derive.one_hot_weights`)."""
+        """One-hot mixed-supernet weights that compute `genotype` (`micro.derive.one_hot_weights`)."""
         from naslab.spaces.micro.derive import one_hot_weights
 
         return one_hot_weights(self, genotype)

@@ -7,7 +7,7 @@ only in how a node is realised:
 
 - `RNNCell`: the stand-alone child, one (H, 2H) matrix per node applied to its chosen input;
 - `SharedRNNCell`: ENAS' weight sharing, one matrix per (node, input) pair, `arch` = a genotype;
-- `rnn_mixed.MixedRNNCell`: DARTS' mixture, `arch` = softmax weights.
+- `rnn.mixed.MixedRNNCell`: DARTS' mixture, `arch` = softmax weights.
 
 Node 0 is the highway over [x_t; h_{t-1}]; node i is a highway on the node it reads
 (s_j + sigmoid(c) * (f(h) - s_j), (c, h) = W s_j), as in ENAS and DARTS. Weights start uniform in

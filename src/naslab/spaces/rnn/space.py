@@ -178,7 +178,7 @@ class RNNSpace(Space[RNNGenotype]):
         task.require("text", self.name)
 
     def build_child(self, genotype: RNNGenotype, task: Task, **network: Any) -> nn.Module:
-        """The stand-alone language model around the cell (`rnn_network.RNNLanguageModel`)."""
+        """The stand-alone language model around the cell (`rnn.network.RNNLanguageModel`)."""
         from naslab.spaces.rnn.network import RNNCell, RNNLanguageModel
 
         self._check_task(task)

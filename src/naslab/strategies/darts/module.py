@@ -9,7 +9,7 @@ Each training step takes one batch of the train half and one of the search-valid
 
 1. updates alpha with Adam on the validation loss: first order (`order=1`) differentiates it at
    the current weights; second order (`order=2`) through one virtual SGD step with the finite-
-   difference Hessian-vector product (`darts_architect`);
+   difference Hessian-vector product (`darts.architect`);
 2. updates the weights w with SGD (momentum, weight decay, gradient clipping) on the train loss,
    with alpha held fixed.
 
@@ -305,8 +305,8 @@ class DartsSearchModule(L.LightningModule):
     def score_weights(
         self, weights: Mapping[str, torch.Tensor], taken: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> float:
-        """The score of fixed architecture weights (e.g. a discrete cell's one-hot rows, `Space.relaxed_weights`)
-        on batches already on the device (`take`).
+        """The score of fixed architecture weights (e.g. a discrete cell's one-hot rows, the micro space's
+        `relaxed_weights`) on batches already on the device (`take`).
 
         With batch statistics, not DARTS' eval mode: the running averages were gathered under the whole
         mixture, not under the one cell being scored (the shared-weight objective scores ENAS paths alike).

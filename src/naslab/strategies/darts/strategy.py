@@ -9,7 +9,7 @@ and optimises weights and architecture parameters in alternation (`DartsSearchMo
 second order). This class holds the method's settings and builds that module; the gradient search
 (`naslab.search.gradient.GradientSearch`) trains it and, after every epoch,
 
-* derives the discrete genotype (`Space.derive`: per node the two strongest edges by their
+* derives the discrete genotype (`Relaxable.derive`: per node the two strongest edges by their
   strongest non-`none` op) and archives it with the supernet's validation accuracy,
 * draws the alpha heatmaps (softmax per edge) into `<run dir>/darts/` and W&B,
 * writes a checkpoint (supernet, alphas, optimisers, scheduler, RNG), so `resume=true` continues
@@ -17,8 +17,7 @@ second order). This class holds the method's settings and builds that module; th
 
 The search's genotype is the last epoch's derivation, as in the paper (`select=best` takes the
 one derived when the supernet's validation accuracy was highest). Nothing here is CNN-specific:
-any space with a mixed-op supernet and `derive` (the recurrent cell of the language-model issue)
-is searched the same way.
+any `Relaxable` space (the micro cells and the recurrent cell) is searched the same way.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ An architecture grows one level at a time (`space.expand`; macro: one more layer
    the paper's Fig. 3, step 1, "We list all the possible configurations for the simplest
    complexity level ... Each of these models are trained", as PNAS trains every 1-block cell);
    `first_level="sample"` picks K of them like any later level;
-2. the surrogate (`epnas_surrogate.Surrogate`, an LSTM over the token prefix) predicts each child's
+2. the surrogate (`epnas.surrogate.Surrogate`, an LSTM over the token prefix) predicts each child's
    score; K of them are chosen, by EPNAS with probability p_i^(1/tau) / sum_j p_j^(1/tau) over the
    normalised predictions (`temperature_sampling`), by PNAS greedily (the top K);
 3. the evaluator scores the K (`ask` hands them out, `tell` takes the scores): with `evaluator=shared`
@@ -36,7 +36,7 @@ import numpy as np
 from scipy import stats
 
 from naslab.spaces.base import Progressive, Space
-from naslab.strategies.base import G, Proposal, Result, Strategy
+from naslab.strategies.base import G, Proposal, Result, SharesWeights, Strategy
 from naslab.strategies.epnas.surrogate import Surrogate
 from naslab.strategies.epnas.temperature_sampling import temperature, temperature_sample
 
@@ -57,7 +57,7 @@ def normalised(predictions: np.ndarray, how: str) -> np.ndarray:
     return (predictions - low) / (high - low) if high > low else np.ones_like(predictions)
 
 
-class EPNASStrategy(Strategy[G]):
+class EPNASStrategy(Strategy[G], SharesWeights[G]):
     """Progressive search: expand, predict, sample K (temperature) or take the top K (greedy), measure."""
 
     name = "epnas"
@@ -85,10 +85,8 @@ class EPNASStrategy(Strategy[G]):
         self.normalise, self.first_level = normalise, first_level
         if k < 1 or iterations < 1 or max_candidates < k:
             raise ValueError(f"epnas needs k >= 1, iterations >= 1, max_candidates >= k; got {k}, {iterations}")
-        if not isinstance(space, Progressive):
-            raise NotImplementedError(
-                f"the {space.name} space has no progressive levels (expand): use e.g. space=macro"
-            )
+        if not isinstance(space, Progressive):  # a ValueError: one line when the run is built
+            raise ValueError(f"the {space.name} space has no progressive levels (expand): use e.g. space=macro")
         space.expand(None)  # a space that cannot grow in its settings fails here, before any training
         self.seed, self.k, self.iterations, self.greedy = seed, k, iterations, greedy
         temperature(0, tau_start, tau_decay, tau_end)  # a bad schedule fails here, not after the first level

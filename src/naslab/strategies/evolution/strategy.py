@@ -53,7 +53,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from naslab.spaces.base import Space
-from naslab.strategies.base import G, Proposal, Result, Strategy
+from naslab.strategies.base import G, Proposal, Result, SharesWeights, Strategy
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _rank(score: float) -> float:
     return score if not math.isnan(score) else -math.inf
 
 
-class RegularizedEvolution(Strategy[G]):
+class RegularizedEvolution(Strategy[G], SharesWeights[G]):
     """Aging evolution over any space with a token table (see the module docstring)."""
 
     name = "evolution"
@@ -220,8 +220,19 @@ class RegularizedEvolution(Strategy[G]):
         chosen = list(best.values())[:n]
         if not chosen:
             return [self._random() for _ in range(n)]
+        # Where each came from (generation 0: the random start), so a derivation's record keeps the
+        # provenance of the architecture it re-scores (results.json search.provenance names the best's).
         return [
-            Proposal(m.genotype, {"evolution": {"source": "population", "generation": m.generation, "born": m.born}})
+            Proposal(
+                m.genotype,
+                {
+                    "evolution": {
+                        "source": "random" if m.generation == 0 else "mutation",
+                        "generation": m.generation,
+                        "born": m.born,
+                    }
+                },
+            )
             for m in chosen
         ]
 

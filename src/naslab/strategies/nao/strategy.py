@@ -1,7 +1,7 @@
 """Neural Architecture Optimization as an ask/tell strategy (Luo, Tian, Qin, Chen, Liu, arXiv:1808.07233, Alg. 1).
 
 Generations: generation 0 is N random architectures; after a generation is scored, the NAO model
-(`nao_model.NAOModel`) is trained on everything scored so far (min-max normalised, each architecture
+(`nao.model.NAOModel`) is trained on everything scored so far (min-max normalised, each architecture
 with `symmetric_twins` branch-swapped twins), the top K become seeds, gradient ascent in the
 embedding moves each seed and the decoder turns the moved embedding into a new architecture. A
 seed whose decoded architecture is not new is retried with a larger step (eta, eta + eta_step, ...
@@ -59,14 +59,14 @@ import torch
 
 from naslab.rank_agreement import hamming_distance, pairwise_accuracy
 from naslab.spaces.base import Space
-from naslab.strategies.base import G, Proposal, Result, Strategy
+from naslab.strategies.base import G, Proposal, Result, SharesWeights, Strategy
 from naslab.strategies.nao.model import NAOModel, fit
 from naslab.strategies.own_model import one_thread
 
 log = logging.getLogger(__name__)
 
 
-class NAOStrategy(Strategy[G]):
+class NAOStrategy(Strategy[G], SharesWeights[G]):
     """Encoder-predictor-decoder search: random pool, then gradient ascent from the top K."""
 
     name = "nao"

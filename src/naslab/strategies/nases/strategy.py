@@ -2,7 +2,7 @@
 
 Liu, "Neural Architecture Search in Embedding Space". The controller does not emit a
 string of discrete decisions: it is a copy of the pretrained *architecture simulator* (the encoder of
-`nases_autoencoder.ArchitectureAutoencoder`, 60 -> 1000 -> 500 -> 100 -> embedding, sigmoid), and
+`nases.autoencoder.ArchitectureAutoencoder`, 60 -> 1000 -> 500 -> 100 -> embedding, sigmoid), and
 its sigmoid outputs are the parameters of a Bernoulli policy over the embedding ("the activation
 function of the middle layer used was sigmoid; which leads the output with Bernoulli distribution",
 Sec. 3.2.1). The frozen pretrained *decoder* maps the sampled embedding back to the 60 numbers of
@@ -42,7 +42,7 @@ acc_val^3, and the strategy says so once in the log.
 
 Token spaces. NASES needs only that an architecture is a fixed-length vector in a box, so any space
 whose architectures are fixed-length token vectors (`Space.token_choices()`: micro, macro, rnn, mlp, ...)
-is searched through an adapter (`nases_vectors.architecture_vectors`): `encoding="onehot"` (default)
+is searched through an adapter (`nases.vectors.architecture_vectors`): `encoding="onehot"` (default)
 writes position i's token as a one-hot group of n_i values in [0, 1] and reads a group back by its
 argmax; `encoding="scaled"` writes one value (t + 0.5) / n_i in [0, 1] per position and reads
 min(floor(v n_i), n_i - 1). Every vector of the box decodes to a valid architecture, so everything
