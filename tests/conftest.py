@@ -61,21 +61,76 @@ def run_py(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], timeout: float = 180) -> None:
+def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], timeout: float = 600) -> None:
     """Starts `python run.py *args` in run_dir and SIGKILLs it as soon as `ready()` holds.
 
-    Fails if the run ends on its own first: a resume test that never killed anything proves nothing.
+    Waits on progress (`ready`), not on time: `timeout` is only a generous bound for a machine that is
+    busy. Fails if the run ends on its own first (a resume test that never killed anything proves
+    nothing) or is never ready; the child is killed in a `finally` whatever happens, and its output,
+    kept in `<run_dir>.log`, is in the failure message.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "run.py", *args, f"hydra.run.dir={run_dir}"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ready():
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    log = Path(f"{run_dir}.log")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "run.py", *args, f"hydra.run.dir={run_dir}"], cwd=REPO_ROOT, stdout=out, stderr=out
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and proc.poll() is None and not ready():
+                time.sleep(0.02)
+            if proc.poll() is None and ready():
+                os.kill(proc.pid, signal.SIGKILL)
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            proc.wait()
+    output = log.read_text()[-3000:]
+    assert code == -signal.SIGKILL, f"the run was not killed mid-way (exit {code}, ready: {ready()}):\n{output}"
+
+
+# --- no test leaves a process behind ------------------------------------------------------------------------
+# A process the suite started and did not end (a run.py child, a worker pool) would keep training for minutes
+# and slow every later test. At the end of the session every descendant of the test process is listed (from
+# /proc: Linux, as CI), killed and reported, and the session fails. multiprocessing's resource tracker is
+# not a leak: it lives as long as the process that started it, by design.
+ALLOWED_DESCENDANTS = ("multiprocessing.resource_tracker",)
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process below `pid`; [] where /proc is not there."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] == "Z":  # a zombie has ended; only its parent's wait is missing
+                continue
+            parents[int(entry.name)] = int(fields[1])
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # ended while being read
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return [(child, commands[child].strip()) for child in found]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaked = [(pid, cmd) for pid, cmd in descendants(os.getpid()) if not any(a in cmd for a in ALLOWED_DESCENDANTS)]
+    for pid, _ in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if leaked:
+        lines = "\n".join(f"  {pid}: {cmd[:200]}" for pid, cmd in leaked)
+        print(f"\nthe test session left {len(leaked)} process(es) running (now killed):\n{lines}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
