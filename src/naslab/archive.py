@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from naslab.errors import RunExistsError
+from naslab.errors import CorruptStateError, RunExistsError
 
 log = logging.getLogger(__name__)
 
@@ -110,5 +110,9 @@ def _parse(path: Path) -> Iterator[tuple[ArchiveRecord, int]]:
                 if n == len(lines) - 1:  # a line cut by a kill mid-write: it is re-evaluated
                     log.warning("dropping a truncated last line of %s: %s", path, err)
                     return
-                raise ValueError(f"{path} line {n + 1} is not an archive record: {err}") from None
+                # In the middle of the file it is not a kill mid-write: the records after it cannot be trusted.
+                raise CorruptStateError(
+                    f"{path} line {n + 1} of {len(lines)} is not an archive record ({type(err).__name__}); the file is "
+                    f"damaged: move it away to start the search over, or keep lines 1-{n} to resume from them"
+                ) from None
             yield record, good_bytes

@@ -40,6 +40,16 @@ class RunExistsError(UserError, FileExistsError):
     """A new run was pointed at a dir that already holds a run (its records would be overwritten)."""
 
 
+class CorruptStateError(UserError, ValueError):
+    """A run's saved state (an archive line in the middle of the file, a checkpoint) cannot be read: the
+    message names the file and what to do; nothing is reset silently."""
+
+
+class SearchFailedError(UserError, RuntimeError):
+    """Every architecture a search evaluated failed (NaN loss, out of memory, ...): nothing to choose from.
+    The message gives the first trial's error and the archive that records them all."""
+
+
 class UnknownNameError(UserError, KeyError):
     """A name that is not registered (an op, a published genotype, a backend)."""
 

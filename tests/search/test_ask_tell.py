@@ -7,8 +7,9 @@ from typing import Sequence
 import numpy as np
 import pytest
 
+from naslab.errors import SearchFailedError, UserError
 from naslab.evaluators.base import Evaluation, Evaluator
-from naslab.search.ask_tell import run_search
+from naslab.search.ask_tell import STATE_FILE, run_search
 from naslab.spaces import MicroGenotype, MicroSpace
 from naslab.strategies.base import Proposal, Result
 from naslab.strategies.random import RandomStrategy
@@ -127,3 +128,33 @@ def test_resuming_with_other_strategy_settings_is_a_one_line_error(tmp_path) -> 
     with pytest.raises(ValueError, match=r"saved reinforce state does not fit .*\(.*size mismatch") as err:
         run_search(space, ReinforceStrategy(space, hidden=8), TokenSumEvaluator(space), tmp_path, 4, resume=True)
     assert "\n" not in str(err.value)
+
+
+def test_a_damaged_strategy_state_is_replayed_from_the_seed_with_a_warning(tmp_path, caplog) -> None:
+    """A garbage search_state.pt is not a silent reset: the resume says so, replays the seeded strategy, and
+    takes every archived evaluation from the archive, so it ends where an uninterrupted run ends."""
+    space = MicroSpace(3, "enas")
+    run_search(space, RandomStrategy(space, 0), TokenSumEvaluator(space), tmp_path / "a", 4, batch_size=2)
+    (tmp_path / "a" / STATE_FILE).write_bytes(b"not a torch checkpoint")
+    evaluator = TokenSumEvaluator(space)
+    with caplog.at_level("WARNING"):
+        resumed = run_search(space, RandomStrategy(space, 0), evaluator, tmp_path / "a", 8, batch_size=2, resume=True)
+    assert "is unreadable" in caplog.text and "replaying the strategy from its seed" in caplog.text
+    fresh = run_search(space, RandomStrategy(space, 0), TokenSumEvaluator(space), tmp_path / "b", 8, batch_size=2)
+    assert evaluator.calls == 4  # the 4 archived ones were not evaluated again
+    assert [(r.key, r.score) for r in resumed.archive.records] == [(r.key, r.score) for r in fresh.archive.records]
+
+
+def test_a_search_whose_every_trial_failed_ends_in_one_line_with_the_first_error(tmp_path) -> None:
+    space = MicroSpace(2, "enas")
+
+    class Failing(TokenSumEvaluator):
+        def evaluate(self, genotypes: Sequence[MicroGenotype]) -> list[Evaluation]:
+            return [Evaluation(0.0, error="FloatingPointError: loss is nan at step 3") for _ in genotypes]
+
+    with pytest.raises(SearchFailedError) as err:
+        run_search(space, RandomStrategy(space, 0), Failing(space), tmp_path, num_architectures=3)
+    message = str(err.value)
+    assert "every one of the 3 evaluated architectures failed" in message and "loss is nan at step 3" in message
+    assert str(tmp_path / "archive.jsonl") in message and "\n" not in message
+    assert isinstance(err.value, UserError)  # run.py prints it as one line and exits 2

@@ -17,6 +17,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from naslab.archive import Archive, ArchiveRecord
+from naslab.errors import SearchFailedError
 from naslab.evaluators.base import Evaluation, Evaluator
 from naslab.loggers import log_metrics
 from naslab.search.base import G, Search, SearchResult, make_record, save_state
@@ -75,8 +76,8 @@ class AskTellSearch(Search[G]):
         state_path = run_dir / STATE_FILE
         fingerprint = {"space": repr(space), "strategy": strategy.name, "seed": seed, "batch_size": batch_size}
         archived_at_tell, proposals = 0, 0  # archive size when the strategy was last told; proposals so far
-        if resume and state_path.exists():
-            state = torch.load(state_path, weights_only=False)
+        state = _read_state(state_path) if resume and state_path.exists() else None
+        if state is not None:
             if state["fingerprint"] != fingerprint:
                 raise ValueError(
                     f"resume=true in {run_dir}: it holds a search of {state['fingerprint']}, not of {fingerprint}"
@@ -95,7 +96,9 @@ class AskTellSearch(Search[G]):
             archived_at_tell, proposals = int(state["num_archived"]), int(state["num_proposed"])
             log.info("restored the strategy after %d proposals (%d archived)", proposals, archived_at_tell)
         elif resume and len(archive):
-            log.warning("no %s in %s: replaying the strategy from its seed", STATE_FILE, run_dir)
+            # No (readable) state: the seeded strategy proposes again what it proposed, and every proposal in
+            # the archive takes its archived score, so nothing evaluated is lost or evaluated twice.
+            log.warning("no usable %s in %s: replaying the strategy from its seed", STATE_FILE, run_dir)
         start = time.perf_counter() - sum(r.wall_seconds for r in archive.records)
         best_so_far = max((r.score for r in archive.records if r.error is None), default=float("-inf"))
         max_proposals = max_proposals_factor * num_architectures
@@ -175,7 +178,11 @@ class AskTellSearch(Search[G]):
             best = archive.best()
             log.warning("no complete architecture was evaluated; the result is the best partial one: %s", best.readable)
         if best is None:
-            raise RuntimeError(f"every one of the {len(archive)} evaluated architectures failed; see {archive.path}")
+            first = next((r.error for r in archive.records if r.error), "no error recorded")
+            raise SearchFailedError(
+                f"every one of the {len(archive)} evaluated architectures failed (the first: {first}); "
+                f"see {archive.path}"
+            )
         return SearchResult(
             best_genotype=space.genotype_from_dict(best.genotype),
             best_score=best.score,
@@ -183,6 +190,16 @@ class AskTellSearch(Search[G]):
             wall_seconds=time.perf_counter() - start,
             archive=archive,
         )
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """The checkpointed strategy state, or None (with a warning) when the file is damaged: a kill cannot leave
+    half a file (it is replaced atomically), so a damaged one came from elsewhere; the strategy is replayed."""
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as err:  # torch raises pickle, zip and EOF errors of several kinds for a damaged file
+        log.warning("%s is unreadable (%s: %s); replaying the strategy from its seed", path, type(err).__name__, err)
+        return None
 
 
 def run_search(
