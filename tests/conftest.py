@@ -123,8 +123,21 @@ def descendants(pid: int) -> list[tuple[int, str]]:
     return [(child, commands[child].strip()) for child in found]
 
 
+def leaked_processes() -> list[tuple[int, str]]:
+    return [(pid, cmd) for pid, cmd in descendants(os.getpid()) if not any(a in cmd for a in ALLOWED_DESCENDANTS)]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    leaked = [(pid, cmd) for pid, cmd in descendants(os.getpid()) if not any(a in cmd for a in ALLOWED_DESCENDANTS)]
+    if "wandb" in sys.modules:  # W&B's service process (wandb-core) serves this process: shut it down first
+        try:
+            sys.modules["wandb"].teardown()
+        except Exception:  # a teardown that fails leaves the service for the check below to report
+            pass
+    deadline = time.monotonic() + 10  # a process told to stop may take a moment to go
+    leaked = leaked_processes()
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.2)
+        leaked = leaked_processes()
     for pid, _ in leaked:
         try:
             os.kill(pid, signal.SIGKILL)
