@@ -40,6 +40,7 @@ def test_presets_exist() -> None:
     assert expected | {"darts_v1", "darts_v2"} <= set(PRESETS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_runs_with_debug_fast(compose_cfg, tmp_path, preset) -> None:
     assert (Path(CONF_DIR) / "experiment" / f"{preset}.yaml").read_text().startswith("# @package _global_")
@@ -150,6 +151,7 @@ def test_loggers_write_to_the_run_dir_offline(compose_cfg, tmp_path, monkeypatch
         assert len(tables) == 1 and len(json.loads(tables[0].read_text())["data"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_multirun_over_seeds(tmp_path, launcher) -> None:
     sweep = tmp_path / "sweep"

@@ -40,6 +40,7 @@ def outputs(nb: nbformat.NotebookNode) -> tuple[str, int]:
     return "\n".join(texts), pictures
 
 
+@pytest.mark.slow
 def test_search_phase_notebook_rebuilds_the_report_headless(tmp_path: Path) -> None:
     write_table(tmp_path / "groundtruth.jsonl")
     sweep = tmp_path / "multirun" / "2026-01-01_00-00-00"

@@ -33,6 +33,7 @@ def read_archive(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "archive.jsonl").read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", [2, 6], ids=["in the random pool", "in NAO's first ascent generation"])
 def test_kill_9_mid_search_then_resume_loses_nothing(compose_cfg, tmp_path, kill_after) -> None:
     """The default strategy (NAO: 5 random cells, then ascent) killed before or after its model trained."""

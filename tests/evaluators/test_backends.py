@@ -98,6 +98,7 @@ def test_pool_trial_error_names_the_genotype(pool_evaluator) -> None:
         list(pool_evaluator.evaluate_each([bad]))
 
 
+@pytest.mark.slow
 def test_ray_backend_matches_local(local_results) -> None:
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()

@@ -105,6 +105,7 @@ def test_module_rejects_an_unknown_order_and_registers_alphas_as_parameters() ->
     assert float(module.alphas["normal"].detach().abs().max()) < 0.01  # 1e-3 * N(0, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", [1, 2])
 def test_search_runs_both_orders_and_archives_each_epochs_derivation(compose_cfg, tmp_path, order) -> None:
     cfg = compose_cfg(*FAST, f"strategy.order={order}")
@@ -139,6 +140,7 @@ class Crash(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_at", ["after_checkpoint", "before_checkpoint"])
 def test_a_killed_search_resumes_to_the_uninterrupted_result(compose_cfg, tmp_path, monkeypatch, crash_at) -> None:
     """Killed after epoch 0's checkpoint, or after epoch 1 was archived but before its checkpoint

@@ -406,6 +406,7 @@ ARGS = [
 ]
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_loses_no_completed_epoch_and_scores_what_the_uninterrupted_run_scored(
     compose_cfg, tmp_path
 ) -> None:

@@ -20,6 +20,7 @@ def row_of(lines: list[str], start: str) -> str:
     return rows[0]
 
 
+@pytest.mark.slow
 def test_one_multirun_runs_strategies_x_seeds_and_writes_the_report(compose_cfg, tmp_path: Path) -> None:
     sweep = tmp_path / "study"
     done = run_py(
@@ -48,6 +49,7 @@ def test_one_multirun_runs_strategies_x_seeds_and_writes_the_report(compose_cfg,
     assert again["report"]["random + table"]["truth_mean"] == pytest.approx(sum(found) / 3)
 
 
+@pytest.mark.slow
 def test_a_failed_run_does_not_cost_the_report_of_the_others(tmp_path: Path) -> None:
     sweep = tmp_path / "study"
     missing = "evaluator.path=ptb_rnn_small_e1,/nonexistent/groundtruth.jsonl"  # the second table is missing

@@ -234,6 +234,7 @@ def test_default_run_searches_with_nao_through_the_pipeline(compose_cfg, tmp_pat
     assert (tmp_path / "run" / "search_state.pt").exists()
 
 
+@pytest.mark.slow
 def test_two_seed_multirun_writes_one_results_each_and_one_wandb_group(tmp_path: Path) -> None:
     import os
     import subprocess

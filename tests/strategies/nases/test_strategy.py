@@ -280,6 +280,7 @@ def test_an_autoencoder_pretrained_on_the_fly_is_cached_and_reused(tmp_path, mon
         obtain_autoencoder(space, None, cache, {**options, "embedding_size": 8}, seed=0)  # a stale cache
 
 
+@pytest.mark.slow
 def test_a_killed_nases_search_resumes_with_its_autoencoder_pool_and_controller(compose_cfg, tmp_path) -> None:
     """kill -9 after the warm-up (controller updates under way); resume = the search never interrupted."""
     import json
