@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -24,6 +26,16 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def same_random_state_for_every_test() -> None:
+    """Every test starts from the same global random state (torch, numpy, random), so what a test draws
+    without its own generator does not depend on which tests ran before it in the same process: the order
+    differs between `-m "not slow"`, the full suite and pytest-xdist's workers."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny models: intra-op threads only add synchronisation, and on a busy 2-core machine they thrash
@@ -34,16 +46,22 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def compose_config(*overrides: str, run_dir: Path) -> DictConfig:
+    """The project config as run.py composes it, with no logger and its outputs in `run_dir` (for a
+    module-scoped fixture; a test takes `compose_cfg`)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["logger=none", *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """compose_cfg(*overrides) -> the project config with its outputs in tmp_path, no logger."""
 
     def _compose(*overrides: str, run_dir: Path | None = None) -> DictConfig:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=["logger=none", *overrides])
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(run_dir or tmp_path / "run")
-        return cfg
+        return compose_config(*overrides, run_dir=run_dir or tmp_path / "run")
 
     return _compose
 
@@ -61,13 +79,16 @@ def run_py(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], timeout: float = 600) -> None:
-    """Starts `python run.py *args` in run_dir and SIGKILLs it as soon as `ready()` holds.
+def signal_when(
+    args: list[str], run_dir: Path, ready: Callable[[], bool], signum: int, timeout: float = 600
+) -> tuple[int, str]:
+    """Starts `python run.py *args` in run_dir, sends `signum` as soon as `ready()` holds, and returns
+    (exit code, output).
 
-    Waits on progress (`ready`), not on time: `timeout` is only a generous bound for a machine that is
-    busy. Fails if the run ends on its own first (a resume test that never killed anything proves
-    nothing) or is never ready; the child is killed in a `finally` whatever happens, and its output,
-    kept in `<run_dir>.log`, is in the failure message.
+    Waits on progress (`ready`), not on time: `timeout` is only a generous bound for a busy machine.
+    Fails if the run ends on its own first (a resume test that stopped nothing proves nothing) or is
+    never ready. The child is killed in a `finally` whatever happens; its output is kept in
+    `<run_dir>.log` and is in every failure message.
     """
     log = Path(f"{run_dir}.log")
     with open(log, "w") as out:
@@ -78,14 +99,58 @@ def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], ti
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proc.poll() is None and not ready():
                 time.sleep(0.02)
-            if proc.poll() is None and ready():
-                os.kill(proc.pid, signal.SIGKILL)
-            code = proc.wait(timeout=60)
+            ended = proc.poll()
+            assert ended is None, f"the run ended (exit {ended}) before it could be stopped:\n{log.read_text()[-3000:]}"
+            assert ready(), f"the run was not ready to be stopped within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
+            proc.send_signal(signum)
+            code = proc.wait(timeout=60)  # SIGKILL ends it at once; a clean stop takes seconds
         finally:
             proc.kill()
             proc.wait()
-    output = log.read_text()[-3000:]
-    assert code == -signal.SIGKILL, f"the run was not killed mid-way (exit {code}, ready: {ready()}):\n{output}"
+    return code, log.read_text()
+
+
+def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], timeout: float = 600) -> None:
+    """`signal_when` with SIGKILL: the run dies wherever it is, with no chance to clean up."""
+    code, output = signal_when(args, run_dir, ready, signal.SIGKILL, timeout)
+    assert code == -signal.SIGKILL, f"the run was not killed mid-way (exit {code}):\n{output[-3000:]}"
+
+
+# --- which real-data tests ran --------------------------------------------------------------------------------
+# A real-data test (tests/real_data.py: `needs_real_data`) skips where its files are missing. A green CI run
+# must not hide that: the closing summary lists every real-data test that ran and every one that skipped, why.
+REAL_DATA_OUTCOMES: dict[str, tuple[str, str]] = {}  # node id -> (dataset, "passed" / "failed" / "skipped: why")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # user_properties travel with every report, also from pytest-xdist's workers to the controller
+    for item in items:
+        marker = item.get_closest_marker("real_data")
+        if marker is not None:
+            item.user_properties.append(("real_data", marker.args[0]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    dataset = dict(report.user_properties).get("real_data")
+    if dataset is None:
+        return
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        REAL_DATA_OUTCOMES[report.nodeid] = (dataset, f"skipped: {reason.removeprefix('Skipped: ')}")
+    elif report.when == "call" or report.failed:
+        REAL_DATA_OUTCOMES.setdefault(report.nodeid, (dataset, report.outcome))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REAL_DATA_OUTCOMES:
+        return
+    ran = {n: o for n, o in REAL_DATA_OUTCOMES.items() if not o[1].startswith("skipped")}
+    skipped = {n: o for n, o in REAL_DATA_OUTCOMES.items() if o[1].startswith("skipped")}
+    terminalreporter.section(f"real data: {len(ran)} test(s) ran on real files, {len(skipped)} skipped")
+    for node, (dataset, outcome) in sorted(ran.items()) + sorted(skipped.items()):
+        terminalreporter.write_line(f"{outcome.split(':')[0]:>8}  {dataset:<13} {node}")
+        if outcome.startswith("skipped"):
+            terminalreporter.write_line(f"{'':>8}  {'':<13} {outcome.removeprefix('skipped: ')}")
 
 
 # --- no test leaves a process behind ------------------------------------------------------------------------
@@ -127,6 +192,7 @@ def leaked_processes() -> list[tuple[int, str]]:
     return [(pid, cmd) for pid, cmd in descendants(os.getpid()) if not any(a in cmd for a in ALLOWED_DESCENDANTS)]
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if "wandb" in sys.modules:  # W&B's service process (wandb-core) serves this process: shut it down first
         try:

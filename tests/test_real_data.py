@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from naslab.pipeline import run
-
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+from tests.real_data import needs_real_data, real_source
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION.exists(), reason="apt-get install dataset-fashion-mnist")
+@needs_real_data("fashion-mnist")
 def test_random_search_on_real_fashion_mnist(compose_cfg, tmp_path) -> None:
     cfg = compose_cfg(
         "dataset=fashion_mnist",
+        f"dataset.datamodule.source_dir={real_source('fashion-mnist')}",
         "strategy=random",
         f"paths.data_dir={tmp_path / 'data'}",
         "search.num_architectures=2",

@@ -14,13 +14,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run_py
+from tests.conftest import REPO_ROOT, run_py, signal_when
 
 # NAO (the default strategy) on a search long enough to be stopped in the middle: 6 children of 12 batches.
 SEARCH = [
@@ -50,28 +48,6 @@ def archive_lines(run_dir: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def stop_when(args: list[str], run_dir: Path, ready: Callable[[], bool], signum: int, timeout: float = 300):
-    """Starts `python run.py *args`, sends `signum` once `ready()` holds, and returns (returncode, output).
-
-    Fails if the run ends on its own first (a resume test that stopped nothing proves nothing)."""
-    log = run_dir.with_suffix(".log")
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "run.py", *args, f"hydra.run.dir={run_dir}"], cwd=REPO_ROOT, stdout=out, stderr=out
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and proc.poll() is None and not ready():
-                time.sleep(0.05)
-            assert proc.poll() is None, f"the run ended before it could be stopped:\n{log.read_text()[-3000:]}"
-            proc.send_signal(signum)
-            code = proc.wait(timeout=60)  # a clean stop takes seconds
-        finally:
-            proc.kill()
-            proc.wait()
-    return code, log.read_text()
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
@@ -86,7 +62,7 @@ def test_stop_mid_search_then_resume_with_only_the_run_dir(tmp_path: Path, unint
     run_dir = tmp_path / "run"
     # W&B (its id must survive the resume) with SIGINT; the SIGTERM run logs to CSV, which starts faster
     logger = "logger=wandb" if signum == signal.SIGINT else "logger=csv"
-    code, output = stop_when([logger, *SEARCH], run_dir, lambda: archive_lines(run_dir) >= 2, signum)
+    code, output = signal_when([logger, *SEARCH], run_dir, lambda: archive_lines(run_dir) >= 2, signum)
     assert code == 128 + signum
     last = output.strip().splitlines()[-1]
     assert last == (
@@ -140,7 +116,7 @@ def test_search_train_stopped_in_final_training_resumes_from_its_checkpoint(tmp_
 
     run_dir = tmp_path / "run"
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    code, output = stop_when(args, run_dir, checkpoint.exists, signal.SIGTERM)
+    code, output = signal_when(args, run_dir, checkpoint.exists, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM, output[-3000:]
     assert json.loads((run_dir / "results.json").read_text())["status"] == "interrupted"
     resumed = run_py([f"hydra.run.dir={run_dir}", "resume=true"], timeout=600)

@@ -12,19 +12,24 @@ nothing when it refuses, or must be fast, happens here on the raw arguments:
   (recorded in genotype.json) unless the command names them.
 - a single run's config is composed and validated (naslab.validation), so a bad value is one line
   before any run dir exists.
+- a single run's dir must be writable (a read-only or foreign dir, a full disk): probed with a temporary
+  file, one line before Hydra writes `.hydra/` (where it would fail with a traceback) or anything trains.
 
 Every refusal raises `UserError`; `run.py` prints it as one line.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from naslab.errors import ConfigError, UserError
+from naslab.errors import ConfigError, RunDirWriteError, UserError
 from naslab.records import describe_finished, finished, genotype_file, read_json
 
 # Settings a resumed run may change: where and how it runs and logs, never what it computes.
@@ -34,6 +39,7 @@ RESUME_SAFE = (
     "evaluator.backend",
     "evaluator.workers",
     "evaluator.ray_address",
+    "evaluator.max_retries",
     "evaluator.cpus_per_trial",
     "evaluator.gpus_per_trial",
     "paths.data_dir",
@@ -137,6 +143,8 @@ def prepare(argv: list[str], conf_dir: Path) -> list[str]:
     elif not command.multirun:
         refuse_taken_run_dir(command)
     command = genotype_choices(command)
+    if not command.multirun:
+        check_run_dir_writable(command)
     if not command.multirun and not command.custom_config:
         validate_composed(command, conf_dir)
     return command.argv()
@@ -288,6 +296,35 @@ def refuse_taken_run_dir(command: Command) -> None:
         raise ConfigError(
             f"hydra.run.dir={given} holds a run already: add resume=true to continue it, or choose another dir"
         )
+
+
+PROBE_BYTES = 4096  # a block: on a full disk even this fails, where creating an empty file may not
+
+
+def check_run_dir_writable(command: Command) -> None:
+    """The run dir (`hydra.run.dir`, else the default's `outputs/`), or the nearest dir above it that
+    exists, takes a new file: a temporary one of a block, written and removed, so a refusal leaves
+    nothing. Permissions are probed by writing, not with os.access, which root and some file systems
+    (sysfs, network mounts) answer wrongly."""
+    given = command.get("hydra.run.dir")
+    target = Path(given) if given else Path("outputs")
+    probe = target
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    then = "or choose another hydra.run.dir"
+    if not probe.is_dir():
+        raise RunDirWriteError(target, f"{probe} is a file, not a dir", errno.ENOTDIR, directory=probe, then=then)
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".naslab-write-test-")
+        try:
+            os.write(fd, b"\0" * PROBE_BYTES)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as err:
+        where = "" if probe == target else f" (in {probe})"
+        reason = f"{err.strerror or err}{where}"
+        raise RunDirWriteError(target, reason, err.errno, directory=probe, then=then) from None
 
 
 # ------------------------------------------------------------------------------------------ genotype

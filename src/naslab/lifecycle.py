@@ -99,6 +99,9 @@ def run_task(cfg: DictConfig) -> float | None:
     from naslab.pipeline import run
 
     run_dir = Path(cfg.paths.output_dir)
+    # A log record that cannot be written (run.log on a full disk) must not print a traceback of its own
+    # over the run's one-line error: the logging module then drops it silently instead.
+    logging.raiseExceptions = False
     try:
         validate_config(cfg)  # (run.py validated a single run's config already; a sweep's jobs come here)
     except UserError as err:

@@ -18,7 +18,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from naslab.errors import ConfigError, GenotypeError, RunInterrupted
+from naslab.errors import STORAGE_ERRNOS, ConfigError, GenotypeError, RunDirWriteError, RunInterrupted
 from naslab.interrupt import acknowledge
 from naslab.loggers import (
     close_logger,
@@ -132,8 +132,31 @@ def _new_results(cfg: DictConfig, run_dir: Path, previous: dict[str, Any] | None
 
 
 def write_results(run_dir: Path, results: dict[str, Any]) -> None:
-    """results.json, replaced atomically: a run killed while writing leaves the previous one intact."""
+    """results.json, replaced atomically and durably: a run killed while writing, or a full disk, leaves the
+    previous one intact; a failed write is a RunDirWriteError (one line naming results.json)."""
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+
+
+def as_write_error(err: BaseException, run_dir: Path) -> BaseException:
+    """`err` as the user should read it: a failed write of one of the run's files (the run's own writers
+    raise RunDirWriteError; a library writing into the run dir raises a plain OSError: disk full,
+    permission denied, read-only) is one line naming the file, the cause and the resume command. Any
+    other error is returned unchanged."""
+    if isinstance(err, RunDirWriteError):
+        err.resume_with(run_dir)
+        return err
+    filename = getattr(err, "filename", None)
+    if not isinstance(err, OSError) or err.errno not in STORAGE_ERRNOS or not filename:
+        return err
+    try:
+        inside = Path(filename).resolve().is_relative_to(run_dir.resolve())
+    except (OSError, ValueError, TypeError):
+        inside = False
+    if not inside:
+        return err  # a file of the user's elsewhere (data, a genotype): its own error says which
+    write_error = RunDirWriteError.from_os_error(filename, err)
+    write_error.resume_with(run_dir)
+    return write_error
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -154,12 +177,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         check_strategy_fits_search(cfg)  # e.g. NASES with shared weights: one line before anything starts
     filter_known_warnings()
     run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise as_write_error(RunDirWriteError.from_os_error(run_dir, err), run_dir) from err
     previous = read_json(run_dir / "results.json") if cfg.resume else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     results = _new_results(cfg, run_dir, previous)
+    # The first write, before anything is built or trained: a run dir that cannot be written (read-only,
+    # disk full) is one line now, not after hours of training.
+    try:
+        write_results(run_dir, results)
+    except RunDirWriteError as err:
+        raise as_write_error(err, run_dir) from err.__cause__
     logger = None
     status = "failed"
+    failure: BaseException | None = None  # what ends the run: an unwritable results.json must not hide it
     start = time.perf_counter()
     try:
         space: Space[Any] = build(cfg.space, "space")
@@ -201,19 +234,34 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.debug("results: %s", json.dumps(results))  # the console gets the closing summary (naslab.lifecycle)
         log_summary(logger, {"results": results})  # what a study report read from W&B needs
         return results
-    except RunInterrupted:
+    except RunInterrupted as stop:
         acknowledge()  # the stop reached the run: its cleanup below runs undisturbed
         status = "interrupted"
+        failure = stop
         raise
     except Exception as err:
-        results["error"] = f"{type(err).__name__}: {err}"  # a failed run still says what it got to
+        failure = as_write_error(err, run_dir)
+        results["error"] = f"{type(failure).__name__}: {failure}"  # a failed run still says what it got to
+        if failure is not err:
+            raise failure from err
         raise
     finally:
         results["status"] = status
         results["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         results["wall_seconds"] = time.perf_counter() - start
-        write_results(run_dir, results)
-        close_logger(logger, "success" if status == "finished" else "failed")
+        try:
+            write_results(run_dir, results)
+        except RunDirWriteError as write_error:
+            if failure is None:  # the run itself went well: this is its error
+                raise as_write_error(write_error, run_dir) from write_error.__cause__
+            # The run's own error (raised on from here) is the one line; results.json keeps its last
+            # valid content (status running), which a resume reads as not finished. When that error is
+            # the disk or the dir itself, the note stays out of the console and out of run.log (on the
+            # same full disk, a log record that cannot be written prints a traceback).
+            level = logging.DEBUG if isinstance(failure, RunDirWriteError) else logging.WARNING
+            log.log(level, "results.json keeps its previous content: %s", write_error)
+        finally:
+            close_logger(logger, "success" if status == "finished" else "failed")
 
 
 def _check_data(cfg: DictConfig) -> None:

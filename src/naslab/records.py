@@ -5,18 +5,90 @@ genotype.json is."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from naslab.errors import RunDirWriteError
+
+log = logging.getLogger(__name__)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """os.write until every byte is written: a write may be short (a signal, a nearly full disk), and the
+    next one then raises the cause (ENOSPC). The run's writers go through this one function."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(directory: Path) -> None:
+    """Makes a rename in `directory` durable (best effort: some file systems cannot fsync a dir)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(path: Path) -> None:
+    """Removes a temporary file a failed write left; a file that cannot be removed stays (it is never read)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        log.warning("could not remove %s after a failed write: %s", path, err.strerror or err)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], tmp: Path | None = None) -> None:
+    """Has `write(tmp)` make the file at `tmp`, fsyncs it and renames it over `path`: a kill, a power
+    loss or a full disk leaves the previous file (or none), never half of one or an empty one.
+
+    A failed write removes `tmp` and raises RunDirWriteError, one line naming `path` and the cause
+    (an OSError still: callers that catch OSError keep working). The fsyncs (the file before the
+    rename, its dir after) cost a few milliseconds per checkpoint; without the first, a power loss
+    after the rename can leave an empty file in place of both versions.
+    """
+    path = Path(path)
+    tmp = tmp or path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as err:
+        remove_quietly(tmp)
+        raise RunDirWriteError.from_os_error(path, err) from err
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes | bytearray | memoryview, tmp: Path | None = None) -> None:
+    """`data` written to `path` atomically and durably (atomic_write)."""
+
+    def write(target: Path) -> None:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+
+    atomic_write(path, write, tmp)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename: a run killed while writing
-    leaves the previous file (or none), never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Writes `text` to `path` through a temporary file, an fsync and a rename: a run killed while
+    writing (or a full disk) leaves the previous file (or none), never half of one."""
+    atomic_write_bytes(path, text.encode())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -97,6 +97,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "evaluator.workers": positive_int,
     "evaluator.cpus_per_trial": positive_number,
     "evaluator.gpus_per_trial": non_negative_number,
+    "evaluator.max_retries": non_negative_int,
     "evaluator.strategy_steps": non_negative_int,
     "evaluator.strategy_every": positive_int,
     "evaluator.valid_batches": positive_int,

@@ -22,11 +22,12 @@ from naslab.data import (
     ImageNetDataModule,
     MissingDataError,
 )
-from naslab.data.fashion_mnist import DEBIAN_SOURCE, RAW_FILES
 from naslab.data.fashion_mnist import MEAN as FMNIST_MEAN
+from naslab.data.fashion_mnist import RAW_FILES
 from naslab.data.fashion_mnist import STD as FMNIST_STD
 from naslab.data.transforms import cutout_mask
 from tests.fake_data import cifar_pixels, write_cifar10, write_cifar100, write_idx_gz, write_imagefolder
+from tests.real_data import needs_real_data, real_source
 
 
 def unnormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
@@ -188,10 +189,10 @@ def test_fashion_mnist_decompresses_idx_files_from_source_dir(tmp_path):
     assert sorted(yb.tolist()) == sorted(train_y[search.train_indices].tolist())
 
 
-def test_fashion_mnist_from_debian_package(tmp_path):
-    if not all(os.path.isfile(os.path.join(DEBIAN_SOURCE, f + ".gz")) for f in RAW_FILES):
-        pytest.skip(f"needs Debian's dataset-fashion-mnist in {DEBIAN_SOURCE}")
-    dm = FashionMNISTDataModule(data_dir=str(tmp_path), phase="final", batch_size=16)
+@needs_real_data("fashion-mnist")
+def test_fashion_mnist_from_its_real_files(tmp_path):
+    source = str(real_source("fashion-mnist"))
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path), source_dir=source, phase="final", batch_size=16)
     dm.setup()
     assert (len(dm.train_set), len(dm.test_set)) == (60000, 10000)
     x, y = next(iter(dm.test_dataloader()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,8 @@ import torch
 
 from naslab.data.base import MissingDataError
 from naslab.data.text import BPTTSampler, PTBDataModule, Vocabulary, WikiText2DataModule, batchify, window_lengths
-
-# The verified PTB / WikiText-2 copies, where a machine has them: NASLAB_DATA_DIR, else the repository's data/.
-REAL_DATA = Path(os.environ.get("NASLAB_DATA_DIR", Path(__file__).resolve().parents[2] / "data"))
+from tests.real_data import data_dir as real_data_dir
+from tests.real_data import real_data_marks
 
 
 def write_ptb(root: Path, train: str, valid: str = " a b \n", test: str = " b a \n") -> Path:
@@ -101,18 +99,17 @@ def test_search_phase_has_no_test_loader(tmp_path) -> None:
     assert x.shape == y.shape and x.shape[1] == 1
 
 
-@pytest.mark.skipif(
-    not (REAL_DATA / "ptb").is_dir(), reason="needs the verified PTB / WikiText-2 copies (NASLAB_DATA_DIR)"
-)
 @pytest.mark.parametrize(
     ("module", "vocab", "tokens"),
     [
-        (PTBDataModule, 10_000, (929_589, 73_760, 82_430)),
-        (WikiText2DataModule, 33_278, (2_088_628, 217_646, 245_569)),
+        pytest.param(PTBDataModule, 10_000, (929_589, 73_760, 82_430), marks=real_data_marks("ptb"), id="ptb"),
+        pytest.param(
+            WikiText2DataModule, 33_278, (2_088_628, 217_646, 245_569), marks=real_data_marks("wikitext-2"), id="wt2"
+        ),
     ],
 )
 def test_real_corpora_have_the_published_sizes(module, vocab, tokens) -> None:
-    dm = module(REAL_DATA)
+    dm = module(real_data_dir())
     dm.setup()
     assert dm.vocab_size == vocab
     assert tuple(int(dm.streams[s].numel()) for s in ("train", "valid", "test")) == tokens

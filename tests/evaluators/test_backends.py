@@ -98,19 +98,6 @@ def test_pool_trial_error_names_the_genotype(pool_evaluator) -> None:
         list(pool_evaluator.evaluate_each([bad]))
 
 
-@pytest.mark.slow
-def test_ray_backend_matches_local(local_results) -> None:
-    ray = pytest.importorskip("ray")
-    assert not ray.is_initialized()
-    ev = evaluator("ray")
-    try:
-        assert_same_scores(by_index(ev.evaluate_each(GENOTYPES)), local_results)
-        assert ray.is_initialized() and ray.cluster_resources()["CPU"] == 2  # a local instance of `workers` CPUs
-    finally:
-        ev.close()
-    assert not ray.is_initialized()  # the instance it started is shut down
-
-
 def test_unknown_backend_is_a_one_line_error_listing_the_known_ones() -> None:
     assert BACKENDS.names() == ["local", "pool", "ray"]
     with pytest.raises(UnknownNameError) as err:

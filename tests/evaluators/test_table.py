@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from naslab.archive import ArchiveRecord
+from naslab.errors import CorruptStateError
 from naslab.evaluators.planted import PlantedEvaluator
 from naslab.evaluators.standalone import StandaloneEvaluator
 from naslab.evaluators.table import ResultTable, TableEvaluator, split_trial_key, trial_key
@@ -242,3 +243,72 @@ def test_ground_truth_of_a_sample_trains_that_many_architectures(tmp_path) -> No
     assert set(again.entries) == set(table.entries)  # the sample is fixed: a second build measures the same
     with pytest.raises(ValueError, match="groundtruth.sample must be in 1..32"):
         build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s), [0], tmp_path / "c", sample=33)
+
+
+# --- a damaged table (issue 24): one line naming the file and the line, or a warning for a cut last line ----------
+
+
+def damage_line(path, n: int, change) -> bytes:
+    """Applies `change` to line n (1-based) of a table: a dict -> dict edit, or a string that replaces the line."""
+    lines = path.read_text().splitlines(keepends=True)
+    lines[n - 1] = change if isinstance(change, str) else json.dumps(change(json.loads(lines[n - 1]))) + "\n"
+    path.write_text("".join(lines))
+    return path.read_bytes()
+
+
+DAMAGE = {
+    "garbage": (3, "#garbage#\n", "JSONDecodeError"),
+    "a record missing its score": (3, lambda r: {k: v for k, v in r.items() if k != "score"}, "field score is missing"),
+    "a score that is not a number": (3, lambda r: {**r, "score": "0.61"}, 'field score is "0.61", not int/float'),
+    "a non-numeric last line": (32, lambda r: {**r, "score": None}, "field score is null"),
+    "a search archive's key": (3, lambda r: {**r, "key": "k3"}, "not a ground-truth trial key"),
+    "a curve of words": (3, lambda r: {**r, "extra": {"curve": [["one", 0.5]]}}, "invalid literal for int()"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_table_with_a_bad_row_is_refused_in_one_line_naming_the_file_and_the_line(tmp_path, damage) -> None:
+    build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s), [0], tmp_path)
+    path = tmp_path / "groundtruth.jsonl"
+    line, change, reason = DAMAGE[damage]
+    damaged = damage_line(path, line, change)
+    with pytest.raises(CorruptStateError) as err:
+        ResultTable.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path} line {line} ") and "is not a ground-truth trial record" in message
+    assert reason in message and "mode=groundtruth" in message and "\n" not in message
+    assert path.read_bytes() == damaged  # nothing cut or rewritten: the user decides
+
+
+def test_a_table_whose_last_line_was_cut_loads_the_rest_with_a_warning(tmp_path, caplog) -> None:
+    build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s), [0], tmp_path)
+    path = tmp_path / "groundtruth.jsonl"
+    whole = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(whole[:-1]) + whole[-1][:40])  # the builder was killed writing its last trial
+    table = ResultTable.load(path)
+    assert len(table) == 31 and f"dropping a truncated last line of {path}" in caplog.text
+
+
+def test_a_table_search_with_a_damaged_table_fails_in_one_line_before_any_lookup(compose_cfg, tmp_path) -> None:
+    build_ground_truth(SPACE, lambda s: PlantedEvaluator(SPACE, seed=s), [0, 1], tmp_path)
+    path = tmp_path / "groundtruth.jsonl"
+    damage_line(path, 40, lambda r: {**r, "score": "n/a"})
+    run_dir = tmp_path / "search"
+    with pytest.raises(CorruptStateError) as err:
+        run(
+            compose_cfg(
+                "mode=search",
+                "dataset=ptb",
+                "paths.data_dir=/nonexistent",
+                "space=rnn_small",
+                "strategy=random",
+                "evaluator=table",
+                f"evaluator.path={path}",
+                "search.num_architectures=8",
+                run_dir=run_dir,
+            )
+        )
+    assert str(err.value).startswith(f"{path} line 40 of 64 is not a ground-truth trial record (field score is")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "failed" and results["error"] == f"CorruptStateError: {err.value}"
+    assert (run_dir / "archive.jsonl").read_text() == ""  # nothing was looked up, nothing archived

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import naslab.strategies.darts.module as darts_module
-from naslab.errors import ConfigError
+from naslab.errors import ConfigError, CorruptStateError, TrainingDivergedError, UserError
 from naslab.loggers import run_group
 from naslab.ops.cnn import build_op
 from naslab.ops.mixed import MixedOp, MixedSupernet
@@ -24,6 +25,7 @@ from naslab.stages.build import run_search_kind
 from naslab.strategies.darts.module import DartsSearchModule
 from naslab.strategies.darts.strategy import DartsStrategy
 from naslab.train.objectives import TextObjective
+from tests.conftest import compose_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DARTS_SPACE = MicroSpace(4, "darts", "all")
@@ -140,13 +142,25 @@ class Crash(RuntimeError):
     pass
 
 
+KILLED_SEARCH = [*FAST, "strategy.order=2", "strategy.epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_search(tmp_path_factory) -> tuple[dict, Path]:
+    """(results, run dir) of the search the killed ones are compared with: run once for both kill points."""
+    run_dir = tmp_path_factory.mktemp("darts") / "whole"
+    return run(compose_config(*KILLED_SEARCH, run_dir=run_dir)), run_dir
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("crash_at", ["after_checkpoint", "before_checkpoint"])
-def test_a_killed_search_resumes_to_the_uninterrupted_result(compose_cfg, tmp_path, monkeypatch, crash_at) -> None:
+def test_a_killed_search_resumes_to_the_uninterrupted_result(
+    compose_cfg, tmp_path, monkeypatch, crash_at, uninterrupted_search
+) -> None:
     """Killed after epoch 0's checkpoint, or after epoch 1 was archived but before its checkpoint
     (epoch 1 is then trained again from epoch 0's checkpoint and not archived twice)."""
-    overrides = [*FAST, "strategy.order=2", "strategy.epochs=3"]
-    whole = run(compose_cfg(*overrides, run_dir=tmp_path / "whole"))
+    overrides = KILLED_SEARCH
+    whole, whole_dir = uninterrupted_search
     if crash_at == "after_checkpoint":
         original, name, crash_epoch = DerivationRecorder.on_train_epoch_end, "on_train_epoch_end", 0
     else:
@@ -164,7 +178,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_result(compose_cfg, tmp_pa
     assert [r["extra"]["darts"]["epoch"] for r in before] == list(range(crash_epoch + 1))
     monkeypatch.setattr(DerivationRecorder, name, original)
     resumed = run(compose_cfg(*overrides, "resume=true", run_dir=tmp_path / "killed"))
-    after, reference = read_archive(tmp_path / "killed"), read_archive(tmp_path / "whole")
+    after, reference = read_archive(tmp_path / "killed"), read_archive(whole_dir)
     assert after[: len(before)] == before  # nothing lost or rewritten
     assert [r["extra"]["darts"]["epoch"] for r in after] == [0, 1, 2]
     for got, want in zip(after, reference):
@@ -172,7 +186,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_result(compose_cfg, tmp_pa
         assert got["extra"]["darts"]["alphas"] == want["extra"]["darts"]["alphas"]
     assert resumed["genotype"] == whole["genotype"]
     state = torch.load(tmp_path / "killed" / CHECKPOINT, weights_only=False)["state_dict"]
-    reference_state = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=False)["state_dict"]
+    reference_state = torch.load(whole_dir / CHECKPOINT, weights_only=False)["state_dict"]
     for name in ("alphas.normal", "alphas.reduce"):
         torch.testing.assert_close(state[name], reference_state[name], atol=0, rtol=0)
 
@@ -429,3 +443,151 @@ def test_ptb_search_scales_each_steps_learning_rate_by_the_datamodules_bptt(comp
         assert bptt == 35 and lr == pytest.approx(20.0 * length / 35, rel=1e-12)
         assert length in (35, 17)  # strategy.window_std=0: the search's windows, no N(35, 5) draw
     assert read_archive(tmp_path / "run")[-1]["extra"]["darts"]["lr"] == 20.0
+
+
+# -- faults: a non-finite step is skipped and counted; too many in a row stop the search in one line ---------
+def poisoned(batches: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The batches with every image NaN: each forward pass of the step gives a NaN loss."""
+    return {s: (torch.full_like(x, float("nan")), y) for s, (x, y) in batches.items()}
+
+
+def snapshot(module: DartsSearchModule) -> dict[str, torch.Tensor]:
+    """Every weight, alpha and buffer (BatchNorm running statistics), and the SGD momentum buffers."""
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    state.update({f"momentum.{k}": v for k, v in sgd_momentum_terms(module).items()})
+    return state
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_non_finite_step_is_skipped_counted_and_leaves_the_module_as_it_was(order, caplog) -> None:
+    module = image_module(order)
+    module.training_step(image_batches(1), 0)  # a clean step first: momentum buffers and moved statistics
+    before = snapshot(module)
+    with caplog.at_level("WARNING", logger="naslab.strategies.darts.module"):
+        module.training_step(poisoned(image_batches(2)), 1)
+    after = snapshot(module)
+    assert after.keys() == before.keys()
+    for name in before:  # no optimizer step, and the running statistics the NaN passes moved are put back
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=0, equal_nan=False, msg=name)
+    assert module.epoch_stats["skipped_steps"] == 2 and module.nonfinite_in_a_row == 2  # the alpha and the weight step
+    assert "DARTS architecture step skipped at epoch 0 (1 in a row of at most 10)" in caplog.text
+    assert "DARTS weight step skipped at epoch 0 (2 in a row of at most 10)" in caplog.text
+    module.training_step(image_batches(3), 2)  # a finite step ends the run of skipped ones and trains again
+    assert module.nonfinite_in_a_row == 0 and module.epoch_stats["skipped_steps"] == 2
+    assert not torch.equal(module.alphas["normal"], before["alphas.normal"])
+    assert math.isfinite(module.epoch_metrics()["train_loss"]) and module.epoch_metrics()["skipped_steps"] == 2
+
+
+def test_a_skipped_language_model_step_starts_its_hidden_state_again_from_zero() -> None:
+    """The NaN pass wrote the stream's hidden state; carried on, it would make every later step NaN too."""
+    module = text_module(order=1)
+    module.training_step(text_batches(5, seed=1), 0)
+    assert set(module.objective.hidden) == {"train", "valid"}
+
+    def nan_cell(cell, inputs, output):
+        raw, hidden = output
+        return raw * float("nan"), hidden * float("nan")
+
+    hook = module.supernet.cell.register_forward_hook(nan_cell)
+    module.training_step(text_batches(5, seed=2), 1)
+    hook.remove()
+    assert module.epoch_stats["skipped_steps"] == 2 and module.objective.hidden == {}
+    module.training_step(text_batches(5, seed=3), 2)
+    assert module.nonfinite_in_a_row == 0
+    assert all(bool(torch.isfinite(h).all()) for h in module.objective.hidden.values())
+
+
+def test_max_nonfinite_steps_in_a_row_stop_the_search_in_one_line_naming_the_epoch() -> None:
+    module = image_module(1, max_nonfinite_steps=3)
+    module.training_step(poisoned(image_batches(1)), 0)  # alpha and weight step: 2 in a row
+    with pytest.raises(TrainingDivergedError) as err:
+        module.training_step(poisoned(image_batches(2)), 1)  # the alpha step: 3
+    assert isinstance(err.value, UserError) and isinstance(err.value, FloatingPointError)
+    assert str(err.value) == (
+        "DARTS search diverged: 3 non-finite steps in a row at epoch 0, each skipped; "
+        "lower strategy.w_lr or strategy.alpha_lr and start a new run"
+    )
+
+
+@pytest.mark.slow
+def test_a_diverged_search_names_the_last_good_checkpoint_which_a_resume_continues_from(
+    compose_cfg, tmp_path, monkeypatch, caplog
+) -> None:
+    """Epoch 0 has one poisoned step (skipped, counted in its record); every step of epoch 1 is poisoned, so
+    10 updates in a row are skipped at its 5th step and the search stops. Epoch 0's derivation and checkpoint
+    survive; resumed with clean data, the search continues from that checkpoint and finishes."""
+    overrides = [*FAST, "strategy.epochs=3", "strategy.train_batches=5"]
+    run_dir = tmp_path / "run"
+    original = DartsSearchModule.training_step
+
+    def poison(self, batch, batch_idx):
+        if self.current_epoch == 1 or (self.current_epoch == 0 and batch_idx == 1):
+            batch = poisoned(batch)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DartsSearchModule, "training_step", poison)
+    with caplog.at_level("WARNING"), pytest.raises(TrainingDivergedError) as err:
+        run(compose_cfg(*overrides, run_dir=run_dir))
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == (
+        "DARTS search diverged: 10 non-finite steps in a row at epoch 1, each skipped; lower strategy.w_lr or "
+        f"strategy.alpha_lr and start a new run; the last good checkpoint is {run_dir / CHECKPOINT} and "
+        f"{run_dir / 'archive.jsonl'} keeps the derivations of epochs 0-0"
+    )
+    assert "DARTS weight step skipped at epoch 0 (2 in a row of at most 10)" in caplog.text
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "failed" and results["error"] == f"TrainingDivergedError: {message}"
+    before = read_archive(run_dir)
+    assert [r["extra"]["darts"]["epoch"] for r in before] == [0]
+    assert before[0]["extra"]["darts"]["skipped_steps"] == 2 and math.isfinite(before[0]["score"])
+    checkpoint = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    assert checkpoint["epoch"] == 0
+    assert all(bool(torch.isfinite(v).all()) for v in checkpoint["state_dict"].values() if v.is_floating_point())
+    archived = torch.tensor(before[0]["extra"]["darts"]["alphas"]["normal"])
+    torch.testing.assert_close(checkpoint["state_dict"]["alphas.normal"], archived, atol=1e-6, rtol=0)
+
+    monkeypatch.setattr(DartsSearchModule, "training_step", original)
+    resumed = run(compose_cfg(*overrides, "resume=true", run_dir=run_dir))
+    after = read_archive(run_dir)
+    assert after[:1] == before and [r["extra"]["darts"]["epoch"] for r in after] == [0, 1, 2]
+    assert all(r["extra"]["darts"]["skipped_steps"] == 0 for r in after[1:])
+    assert resumed["status"] == "finished"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated", "non-finite"])  # garbage, empty: tests/train/test_nonfinite.py
+def test_a_damaged_checkpoint_is_refused_in_one_line_and_moved_away_the_search_trains_again(
+    compose_cfg, tmp_path, damage
+) -> None:
+    """Nothing is reset silently: the refusal leaves the checkpoint and the archive as they were; moved away,
+    the search trains again from epoch 0 and keeps the archived derivations (not recorded twice)."""
+    overrides = [*FAST, "strategy.epochs=2"]
+    run_dir = tmp_path / "run"
+    run(compose_cfg(*overrides, "strategy.epochs=1", run_dir=run_dir))  # epoch 0 archived and checkpointed
+    path = run_dir / CHECKPOINT
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        checkpoint = torch.load(path, weights_only=False)
+        checkpoint["state_dict"]["alphas.normal"][0, 0] = float("nan")
+        torch.save(checkpoint, path)
+    damaged, archive = path.read_bytes(), (run_dir / "archive.jsonl").read_bytes()
+    with pytest.raises(CorruptStateError) as err:
+        run(compose_cfg(*overrides, "resume=true", run_dir=run_dir))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path} ")
+    assert ("is unreadable (" if damage == "truncated" else "holds non-finite weights (alphas.normal)") in message
+    assert message.endswith(
+        "; move it away and run resume=true again: the DARTS search then trains again from epoch 0 and keeps "
+        "archive.jsonl (an epoch already archived is not recorded twice)"
+    )
+    assert path.read_bytes() == damaged and (run_dir / "archive.jsonl").read_bytes() == archive
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "failed"
+
+    path.rename(run_dir / "damaged.ckpt")
+    run(compose_cfg(*overrides, "resume=true", run_dir=run_dir))
+    records = read_archive(run_dir)
+    assert (run_dir / "archive.jsonl").read_bytes().startswith(archive)
+    assert [r["extra"]["darts"]["epoch"] for r in records] == [0, 1]
+    assert torch.load(path, weights_only=False)["epoch"] == 1

@@ -16,6 +16,7 @@ from torch import nn
 
 from naslab.archive import Archive
 from naslab.data import DigitsDataModule
+from naslab.errors import CorruptStateError, TrainingDivergedError, UserError
 from naslab.evaluators.shared import CHECKPOINT, SharedEvaluator, valid_batch_seed
 from naslab.pipeline import run
 from naslab.search.shared import SharedWeightSearch, SharedWeightsModule
@@ -475,3 +476,97 @@ def test_a_resume_after_the_progression_ended_trains_no_more_and_derives_the_sam
     assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["epoch"] == 1  # no epoch was added
     assert len(resumed.archive.records) == archived  # the derivation records were found, not re-made
     assert resumed.best_genotype == first.best_genotype
+
+
+# ------------------------------------------------------------------ faults: divergence, damaged checkpoints
+FAULT_KW = {"epochs": 3, "train_batches": 3, "strategy_steps": 1, "strategy_batch": 2, "derive_samples": 2}
+
+
+def finite(checkpoint: dict) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+def test_a_non_finite_loss_stops_the_search_naming_the_step_and_the_last_good_checkpoint(tmp_path, monkeypatch) -> None:
+    """A NaN batch at epoch 1, step 1: one line with the epoch, the step, the checkpoint of epoch 0 (loadable,
+    finite) and the archive, which keeps epoch 0's phase; a resume with clean data continues from there."""
+    original = SharedWeightsModule.training_step
+
+    def poison(self, batch, batch_idx):
+        x, y = batch
+        if self.current_epoch == 1 and batch_idx == 1:
+            x = torch.full_like(x, float("nan"))
+        return original(self, (x, y), batch_idx)
+
+    monkeypatch.setattr(SharedWeightsModule, "training_step", poison)
+    with pytest.raises(TrainingDivergedError) as err:
+        shared_search(evaluator(**FAULT_KW), RandomStrategy(SPACE, 0), tmp_path)
+    before = (tmp_path / "archive.jsonl").read_text().splitlines()
+    assert len(before) == 2  # epoch 0's phase: one strategy step of two architectures
+    assert str(err.value) == (
+        "shared-weight training diverged: the loss is not finite at epoch 1, step 1; lower evaluator.lr "
+        f"(or set evaluator.grad_clip) and start a new run; the last good checkpoint is {tmp_path / CHECKPOINT} "
+        f"(after epoch 0); {tmp_path / 'archive.jsonl'} keeps its 2 records"
+    )
+    assert isinstance(err.value, UserError)
+    checkpoint = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert checkpoint["epoch"] == 0 and finite(checkpoint)
+
+    monkeypatch.setattr(SharedWeightsModule, "training_step", original)
+    resumed = shared_search(evaluator(**FAULT_KW), RandomStrategy(SPACE, 0), tmp_path, resume=True)
+    after = (tmp_path / "archive.jsonl").read_text().splitlines()
+    assert after[:2] == before and [r.extra.get("epoch") for r in resumed.archive.records][:6] == [0, 0, 1, 1, 2, 2]
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["epoch"] == 2
+
+
+def test_weights_broken_by_the_last_step_of_an_epoch_are_neither_scored_nor_saved(tmp_path, monkeypatch) -> None:
+    """What an accelerator's unread last steps (or an overflowing finite loss) leave: the epoch's end checks
+    the weights before the strategy phase scores anything and before the checkpoint is written."""
+    original = SharedWeightsModule.training_step
+
+    def break_weights(self, batch, batch_idx):
+        original(self, batch, batch_idx)
+        if self.current_epoch == 1 and batch_idx == 2:
+            with torch.no_grad():
+                next(self.supernet.parameters()).fill_(float("inf"))
+
+    monkeypatch.setattr(SharedWeightsModule, "training_step", break_weights)
+    with pytest.raises(TrainingDivergedError, match=r"the weights are not finite after epoch 1 \(supernet\.") as err:
+        shared_search(evaluator(**FAULT_KW), RandomStrategy(SPACE, 0), tmp_path)
+    assert f"the last good checkpoint is {tmp_path / CHECKPOINT} (after epoch 0)" in str(err.value)
+    records = [json.loads(line) for line in (tmp_path / "archive.jsonl").read_text().splitlines()]
+    assert [r["extra"]["epoch"] for r in records] == [0, 0]  # nothing scored with the broken weights
+    checkpoint = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert checkpoint["epoch"] == 0 and finite(checkpoint)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "non-finite"])
+def test_a_damaged_checkpoint_is_refused_on_resume_in_one_line_naming_the_file(tmp_path, damage) -> None:
+    """Never a silent restart, and never training on from NaN weights: the refusal leaves the checkpoint and
+    the archive as they were; moved away, shared training starts again from epoch 0 and keeps the archive."""
+    kw = {**FAULT_KW, "epochs": 1}
+    shared_search(evaluator(**kw), RandomStrategy(SPACE, 0), tmp_path)
+    path = tmp_path / CHECKPOINT
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        checkpoint = torch.load(path, weights_only=False)
+        name = next(k for k in checkpoint["state_dict"] if k.startswith("supernet."))
+        checkpoint["state_dict"][name].fill_(float("nan"))
+        torch.save(checkpoint, path)
+    damaged, archive = path.read_bytes(), (tmp_path / "archive.jsonl").read_bytes()
+    with pytest.raises(CorruptStateError) as err:
+        shared_search(evaluator(**kw), RandomStrategy(SPACE, 0), tmp_path, resume=True)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path} ")
+    assert ("is unreadable (" if damage == "truncated" else "holds non-finite weights (supernet.") in message
+    assert message.endswith(
+        "; move it away and run resume=true again: shared-weight training then starts again from epoch 0 with the "
+        "strategy from its seed, and archive.jsonl is kept (a record in it is not scored again)"
+    )
+    assert path.read_bytes() == damaged and (tmp_path / "archive.jsonl").read_bytes() == archive
+
+    path.rename(tmp_path / "damaged.ckpt")
+    resumed = shared_search(evaluator(**kw), RandomStrategy(SPACE, 0), tmp_path, resume=True)
+    assert (tmp_path / "archive.jsonl").read_bytes() == archive  # the seeded strategy asked what was archived
+    assert len(resumed.archive.records) == len(archive.splitlines())
+    assert finite(torch.load(path, weights_only=False))

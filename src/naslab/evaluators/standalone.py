@@ -58,6 +58,7 @@ class StandaloneEvaluator(Evaluator[G]):
         ray_address: str | None = None,
         cpus_per_trial: float = 1,
         gpus_per_trial: float = 0,
+        max_retries: int = 3,
         network: dict[str, Any] | None = None,
         lm: dict[str, Any] | None = None,
         validate_every: int | None = None,
@@ -72,7 +73,9 @@ class StandaloneEvaluator(Evaluator[G]):
         `auxiliary_weight` > 0 gives image children an auxiliary head and `drop_path_prob` drops their
         paths, as NAO trains its children (renqianluo/NAO NAO/cnn/train_cifar10_search.sh).
         `bn_recalibration`: before validating, recompute every BatchNorm's running statistics from that many
-        training batches (`BatchNormRecalibration`); None keeps the running averages of training."""
+        training batches (`BatchNormRecalibration`); None keeps the running averages of training.
+        `max_retries`: how often the pool and Ray backends rerun a trial whose worker process died (killed,
+        out of memory); the rerun is seeded as the first run was, so the search gets the same evaluation."""
         if auxiliary_weight < 0 or not 0 <= drop_path_prob < 1:
             raise ValueError(
                 f"evaluator.auxiliary_weight must be >= 0 and evaluator.drop_path_prob in [0, 1), "
@@ -114,12 +117,15 @@ class StandaloneEvaluator(Evaluator[G]):
         if bn_recalibration is not None:
             self.fidelity["bn_recalibration"] = bn_recalibration
         BACKENDS.get(backend)  # a misspelt backend fails here, not after the search has started
+        if max_retries < 0:
+            raise ValueError(f"evaluator.max_retries must be >= 0, got {max_retries}")
         self.backend_options: dict[str, Any] = {
             "name": backend,
             "workers": workers,
             "ray_address": ray_address,
             "cpus_per_trial": cpus_per_trial,
             "gpus_per_trial": gpus_per_trial,
+            "max_retries": max_retries,
         }
         self._backend: Backend | None = None  # started on first use: a pool or Ray costs seconds to start
 

@@ -6,7 +6,9 @@ such a file: one JSON line per (architecture, seed) trial, the archive format (`
 keys `seed<s>:<architecture key>`, so it is append-only, fsynced and resumable like any search. A
 `ResultTable` groups the trials per architecture (mean, std, per-seed values, epochs, cost), ranks them
 and prints them; `TableEvaluator` answers a strategy's queries from it in microseconds, so strategies
-can be compared over many seeds exactly. An architecture that is not in the table is a one-line error.
+can be compared over many seeds exactly. An architecture that is not in the table is a one-line error,
+and so is a damaged table (a line that is not a trial, a score that is not a number): it names the file
+and the line, as a damaged archive does, rather than ranking what is left as if nothing were missing.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import stats
 
-from naslab.archive import ArchiveRecord, read_records
-from naslab.errors import MissingFileError
+from naslab.archive import ArchiveRecord, read_numbered_records
+from naslab.errors import CorruptStateError, MissingFileError
 from naslab.evaluators.base import Evaluation, Evaluator, G
 from naslab.spaces.base import Space
 
 VALUES = ("mean", "seed")
+# What to do about a damaged table: the builder resumes and redoes only missing trials.
+DAMAGED_TABLE_FIX = (
+    "the table is damaged: delete that line and build the missing trials with mode=groundtruth "
+    "hydra.run.dir=<its run dir> resume=true, or point evaluator.path at an intact table"
+)
 TABLES_DIR = Path(__file__).parent / "tables"  # measured ground truths shipped with naslab (tables/README.md)
 
 
@@ -108,27 +115,31 @@ class ResultTable:
     def from_records(cls, records: Iterable[ArchiveRecord], source: str = "") -> "ResultTable":
         entries: dict[str, TableEntry] = {}
         for r in records:
-            seed, key = split_trial_key(r.key)
-            entry = entries.setdefault(key, TableEntry(key, r.genotype, r.readable))
-            entry.partial = bool(r.extra.get("partial", False))
-            entry.cost_seconds += r.wall_seconds
-            entry.epochs, entry.params = r.epochs, r.params if r.params is not None else entry.params
-            if r.error is not None or not math.isfinite(r.score):
-                entry.failed += 1
-                continue
-            entry.seeds.append(seed)
-            entry.values.append(float(r.score))
-            if r.extra.get("train_accuracy") is not None:
-                entry.train_accuracy[seed] = float(r.extra["train_accuracy"])
-            if r.extra.get("curve"):  # evaluator.validate_every: the validation score after those epochs
-                entry.curves[seed] = {int(epoch): float(score) for epoch, score in r.extra["curve"]}
+            _add_trial(entries, r)
         return cls(entries.values(), source)
 
     @classmethod
     def load(cls, path: str | Path) -> "ResultTable":
-        """Reads a ground-truth file (`groundtruth.jsonl`) or a packaged table by name; else a one-line error."""
+        """Reads a ground-truth file (`groundtruth.jsonl`) or a packaged table by name; else a one-line error.
+
+        Read only (a table still being built is not cut). A line that is not a trial record (garbage, a
+        field missing or of the wrong type, a key that is not `seed<s>:<architecture>`, a curve that is not
+        numbers) is a CorruptStateError naming the file and the line; only a cut last line, what a builder
+        killed mid-write leaves, is skipped with a warning.
+        """
         path = resolve_table(path)
-        return cls.from_records(read_records(path), str(path))
+        entries: dict[str, TableEntry] = {}
+        numbered = read_numbered_records(path, "a ground-truth trial record", DAMAGED_TABLE_FIX)
+        for line, record in numbered:
+            try:
+                _add_trial(entries, record)
+            except (ValueError, TypeError, KeyError, AttributeError) as err:
+                reason = " ".join(str(err).split())[:120] or type(err).__name__
+                total = len(path.read_bytes().splitlines())
+                raise CorruptStateError(
+                    f"{path} line {line} of {total} is not a ground-truth trial record ({reason}); {DAMAGED_TABLE_FIX}"
+                ) from None
+        return cls(entries.values(), str(path))
 
     def __len__(self) -> int:
         """Complete architectures (partial ones of lower progressive levels are not counted)."""
@@ -222,6 +233,24 @@ class ResultTable:
                 f"{row['params'] if row['params'] is not None else ''} | `{row['genotype']}` |"
             )
         return "\n".join(lines) + "\n"
+
+
+def _add_trial(entries: dict[str, TableEntry], r: ArchiveRecord) -> None:
+    """Adds one trial record to its architecture's entry; ValueError / TypeError for a malformed one."""
+    seed, key = split_trial_key(r.key)
+    entry = entries.setdefault(key, TableEntry(key, r.genotype, r.readable))
+    entry.partial = bool(r.extra.get("partial", False))
+    entry.cost_seconds += r.wall_seconds
+    entry.epochs, entry.params = r.epochs, r.params if r.params is not None else entry.params
+    if r.error is not None or not math.isfinite(r.score):
+        entry.failed += 1
+        return
+    entry.seeds.append(seed)
+    entry.values.append(float(r.score))
+    if r.extra.get("train_accuracy") is not None:
+        entry.train_accuracy[seed] = float(r.extra["train_accuracy"])
+    if r.extra.get("curve"):  # evaluator.validate_every: the validation score after those epochs
+        entry.curves[seed] = {int(epoch): float(score) for epoch, score in r.extra["curve"]}
 
 
 class TableEvaluator(Evaluator[G]):

@@ -10,7 +10,7 @@ records whichever search wrote them.
 
 from __future__ import annotations
 
-import os
+import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 import torch
 
 from naslab.archive import Archive, ArchiveRecord
+from naslab.records import atomic_write, atomic_write_bytes
 from naslab.spaces.base import Space
 
 G = TypeVar("G")
@@ -86,14 +87,18 @@ def make_record(
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save, atomically: a kill leaves the old or the new checkpoint, never half of one."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save, atomically and durably: a kill, a power loss or a full disk leaves the old or the new
+    checkpoint, never half of one; a failed write is one line (RunDirWriteError) and leaves no temp file.
+
+    The state is serialized in memory first, so a write error is the OSError of the write itself (torch
+    writing to a file turns it into an opaque RuntimeError) and a failed pickle never touches the disk.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getbuffer(), tmp=path.with_suffix(".tmp"))
 
 
 def save_trainer_checkpoint(trainer: Any, path: Path) -> None:
-    """Writes a Lightning checkpoint atomically: a kill leaves the previous one intact, never half of one."""
-    tmp = path.with_suffix(".tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)
-    os.replace(tmp, path)
+    """Writes a Lightning checkpoint atomically and durably: a kill, a power loss or a full disk leaves the
+    previous one intact, never half of one; a failed write is one line (RunDirWriteError), no temp file."""
+    atomic_write(path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False), tmp=path.with_suffix(".tmp"))

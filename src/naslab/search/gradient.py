@@ -12,6 +12,13 @@ set in two: `valid_fraction=0.5`), and after every epoch
 * writes a checkpoint (supernet, alphas, optimisers, scheduler, RNG), so `resume=true` continues
   a killed search at the last finished epoch and keeps every derivation made so far.
 
+Faults. A non-finite alpha or weight update is skipped and counted (`DartsSearchModule`); too many in a
+row stop the search with one `TrainingDivergedError` line that names the epoch, the last good checkpoint
+(the previous epoch's, never overwritten with non-finite weights) and the archive, which keeps every
+derivation made before. A resume refuses a checkpoint it cannot trust (truncated, garbage, non-finite)
+in one `CorruptStateError` line naming the file: its weights cannot be rebuilt without training again,
+so the user moves it away and the search trains again from epoch 0, keeping the archive.
+
 The search's genotype is the last epoch's derivation, as in the paper (`select=best` takes the
 one derived when the supernet's validation accuracy was highest). Any relaxable space
 (`naslab.spaces.base.Relaxable`: micro and the recurrent cell) is searched the same way.
@@ -29,10 +36,12 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 
 from naslab.archive import Archive
+from naslab.errors import TrainingDivergedError
 from naslab.loggers import log_images, log_metrics, quiet_lightning
 from naslab.plots.alpha_plot import plot_alpha_heatmaps, softmax_rows
 from naslab.search.base import G, Search, SearchResult, make_record, save_trainer_checkpoint
 from naslab.spaces.base import Space, Task
+from naslab.train.nonfinite import check_checkpoint, describe_names, nonfinite_tensors
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "darts_search.ckpt"
@@ -67,6 +76,12 @@ class DerivationRecorder(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         epoch = module.current_epoch
+        bad = nonfinite_tensors(module.state_dict())
+        if bad:  # neither archived (its score would be NaN) nor checkpointed: the previous epoch's stays
+            raise TrainingDivergedError(
+                f"DARTS search diverged: the weights are not finite after epoch {epoch} ({describe_names(bad)}); "
+                "lower strategy.w_lr or strategy.alpha_lr and start a new run"
+            )
         if any(r.extra.get("darts", {}).get("epoch") == epoch for r in self.archive.records):
             log.info("epoch %d is already archived (a resumed search): not recorded again", epoch)
         else:
@@ -182,9 +197,17 @@ class GradientSearch(Search[G]):
         checkpoint = run_dir / CHECKPOINT
         ckpt_path = str(checkpoint) if resume and checkpoint.exists() else None
         if ckpt_path:
+            check_checkpoint(
+                checkpoint,
+                "move it away and run resume=true again: the DARTS search then trains again from epoch 0 and keeps "
+                f"{archive.path.name} (an epoch already archived is not recorded twice)",
+            )
             log.info("resuming the DARTS search from %s", checkpoint)
-        with quiet_lightning():
-            trainer.fit(module, train_dataloaders=bilevel, ckpt_path=ckpt_path)
+        try:
+            with quiet_lightning():
+                trainer.fit(module, train_dataloaders=bilevel, ckpt_path=ckpt_path)
+        except TrainingDivergedError as err:
+            raise TrainingDivergedError(f"{err}; {self.what_is_kept(archive, checkpoint)}") from err
         records = [r for r in archive.records if "darts" in r.extra]
         if not records:
             raise RuntimeError(f"the DARTS search in {run_dir} finished no epoch")
@@ -206,4 +229,15 @@ class GradientSearch(Search[G]):
             # Scoring a discrete architecture needs its one-hot weights (micro's `relaxed_weights`); a space
             # without them (the recurrent cell) leaves search.rank_all with nothing to rank, which it logs.
             shared_scorer=shared_scorer if hasattr(self.space, "relaxed_weights") else None,
+        )
+
+    @staticmethod
+    def what_is_kept(archive: Archive, checkpoint: Path) -> str:
+        """The last good checkpoint and the archived epochs, for a diverged search's one-line error."""
+        epochs = [r.extra["darts"]["epoch"] for r in archive.records if "darts" in r.extra]
+        if not epochs or not checkpoint.exists():
+            return "no epoch had finished, so no checkpoint was written"
+        return (
+            f"the last good checkpoint is {checkpoint} and {archive.path} keeps the derivations of "
+            f"epochs {min(epochs)}-{max(epochs)}"
         )

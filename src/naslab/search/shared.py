@@ -37,6 +37,15 @@ the hidden state starting from zero (ENAS carries it across controller steps), a
 training carries the hidden state from batch to batch in float32 (see `train.language_model`).
 Language models keep their own recipe (conf/dataset/ptb.yaml `search.shared`: SGD lr 20, no momentum,
 clip 0.25, cosine to 0 over the epochs, only the sampled path stepped).
+
+Faults. A NaN or infinite shared-weight loss stops the search rather than skipping the step: on an
+accelerator the loss is read only every `log_every_n_steps` steps (`NonFiniteWatch`, no device sync per
+step), so when it is seen the NaN has already reached the shared weights, on which every later score
+depends. The `TrainingDivergedError` line names the epoch and step window, the last good checkpoint (the
+previous epoch's: the loss flag and the weights are checked at each epoch's end before anything is
+scored or saved) and the archive, which keeps every record. A resume refuses a checkpoint it cannot trust
+(truncated, garbage, non-finite) in one `CorruptStateError` line naming the file; moved away, shared
+training starts again from epoch 0.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, NoReturn, Sequence
 
 import lightning as L
 import torch
@@ -54,12 +63,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from naslab.archive import Archive, ArchiveRecord
+from naslab.errors import TrainingDivergedError
 from naslab.evaluators.shared import CHECKPOINT, Batch, SharedEvaluator
 from naslab.loggers import log_metrics, quiet_lightning
 from naslab.search.base import G, Search, SearchResult, make_record, save_trainer_checkpoint
 from naslab.spaces.base import Space
 from naslab.strategies.base import Proposal, Result, Strategy, weight_sharing_role
-from naslab.train.nonfinite import NonFiniteWatch, log_interval
+from naslab.train.nonfinite import (
+    NonFiniteWatch,
+    check_checkpoint,
+    describe_names,
+    log_interval,
+    nonfinite_tensors,
+)
 from naslab.train.objectives import ImageObjective, Objective, StepLoss
 
 log = logging.getLogger(__name__)
@@ -173,9 +189,7 @@ class SharedWeightsModule(L.LightningModule):
         step = self.weight_step_loss(batch, genotype)
         loss = step.loss
         if self.nonfinite.diverged(loss, batch_idx, log_interval(self)):
-            raise FloatingPointError(
-                f"shared-weight loss is not finite at epoch {self.current_epoch}, {self.nonfinite.window()}"
-            )
+            self._diverged(f"the loss is not finite at epoch {self.current_epoch}, {self.nonfinite.window()}")
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=not self.step_every_weight)
         self.manual_backward(loss)
@@ -194,8 +208,24 @@ class SharedWeightsModule(L.LightningModule):
             log.info("the strategy had finished its course before this resume: no more shared training")
             self.trainer.should_stop = True
 
+    def _diverged(self, what: str) -> NoReturn:
+        raise TrainingDivergedError(
+            f"shared-weight training diverged: {what}; lower evaluator.lr (or set evaluator.grad_clip) "
+            "and start a new run"
+        )
+
+    def _check_finite(self) -> None:
+        """The loss steps not read yet (an accelerator's last steps of the epoch) and the weights: a diverged
+        supernet would score garbage into the archive and be saved as the epoch's checkpoint."""
+        if self.nonfinite.read_now():
+            self._diverged(f"the loss is not finite at epoch {self.current_epoch}, {self.nonfinite.window()}")
+        bad = nonfinite_tensors(self.state_dict())
+        if bad:
+            self._diverged(f"the weights are not finite after epoch {self.current_epoch} ({describe_names(bad)})")
+
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch
+        self._check_finite()  # before anything is scored, archived or saved
         if (epoch + 1) % self.strategy_every == 0 or epoch + 1 == self.epochs:
             times: Counter[str] = Counter()  # how often each architecture was proposed in this phase
             for _ in range(self.strategy_steps):
@@ -279,6 +309,9 @@ class SharedWeightsModule(L.LightningModule):
         save_trainer_checkpoint(self.trainer, self.run_dir / CHECKPOINT)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = nonfinite_tensors(checkpoint["state_dict"])  # e.g. a controller the strategy phase broke
+        if bad:
+            self._diverged(f"the weights are not finite after epoch {self.current_epoch} ({describe_names(bad)})")
         checkpoint["strategy"] = self.strategy.state_dict()
         checkpoint["torch_rng"] = torch.get_rng_state()
 
@@ -342,9 +375,21 @@ class SharedWeightSearch(Search[G]):
         checkpoint = run_dir / CHECKPOINT
         ckpt_path = str(checkpoint) if resume and checkpoint.exists() else None
         if ckpt_path:
+            check_checkpoint(
+                checkpoint,
+                "move it away and run resume=true again: shared-weight training then starts again from epoch 0 with "
+                f"the strategy from its seed, and {archive.path.name} is kept (a record in it is not scored again)",
+            )
             log.info("resuming the shared-weight search from %s", checkpoint)
-        with quiet_lightning():
-            trainer.fit(module, ckpt_path=ckpt_path)
+        try:
+            with quiet_lightning():
+                trainer.fit(module, ckpt_path=ckpt_path)
+        except TrainingDivergedError as err:
+            if not checkpoint.exists():
+                kept = "no epoch had finished, so no checkpoint was written"
+            else:
+                kept = f"the last good checkpoint is {checkpoint} (after epoch {module.current_epoch - 1})"
+            raise TrainingDivergedError(f"{err}; {kept}; {archive.path} keeps its {len(archive)} records") from err
         # ENAS's derivation: sample M architectures, score each with the shared weights on its own
         # search-valid batches, keep the best.
         candidates = module.role.derive_from(evaluator.derive_samples)

@@ -7,7 +7,7 @@ auxiliary head) and the final network from scratch.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NoReturn
 
 import lightning as L
 import torch
@@ -15,12 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from naslab.errors import TrainingDivergedError
 from naslab.train.layout import laid_out, lay_out_network, memory_format
 from naslab.train.nonfinite import NonFiniteWatch, log_interval
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the evaluator records it as a failed trial."""
+class NonFiniteLossError(TrainingDivergedError):
+    """The training loss became NaN or infinite.
+
+    A stand-alone child's is a failed trial (the evaluator records it and the search goes on); final
+    training's stops the run in one line (a `UserError`: the fix is a lower learning rate) naming the epoch
+    and the last good checkpoint (`train.final`).
+    """
 
 
 class ClassifierModule(L.LightningModule):
@@ -86,14 +92,23 @@ class ClassifierModule(L.LightningModule):
         if aux is not None and self.hparams.auxiliary_weight > 0:
             loss = loss + self.hparams.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=smoothing)
         if self.nonfinite.diverged(loss, batch_idx, log_interval(self)):
-            raise NonFiniteLossError(
-                f"training loss is not finite at epoch {self.current_epoch}, {self.nonfinite.window()} "
-                f"(lr={self.hparams.lr})"
-            )
+            self._diverged()
         self.train_acc(logits, y)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.size(0))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=x.size(0))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Before the epoch's checkpoint (Lightning runs ModelCheckpoint's hook after the module's): the last
+        # steps of an epoch on an accelerator were not read yet, and their weights must not be saved.
+        if self.nonfinite.read_now():
+            self._diverged()
+
+    def _diverged(self) -> NoReturn:
+        raise NonFiniteLossError(
+            f"training loss is not finite at epoch {self.current_epoch}, {self.nonfinite.window()} "
+            f"(lr={self.hparams.lr})"
+        )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

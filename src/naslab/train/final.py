@@ -1,4 +1,11 @@
-"""Final training: the searched (or published) genotype trained from scratch, then tested once."""
+"""Final training: the searched (or published) genotype trained from scratch, then tested once.
+
+A NaN or infinite training loss stops it (nothing to skip: the network diverged) with one line, a
+`TrainingDivergedError`, that names the epoch and the last good checkpoint (the previous epoch's, which
+stays; no checkpoint with non-finite weights is ever written, `FiniteCheckpoints`); results.json records
+the run as failed with that line. A resume first checks the checkpoint it would continue from
+(`check_checkpoint`): a damaged one is refused in one line naming it.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
+from naslab.errors import TrainingDivergedError
 from naslab.loggers import quiet_lightning
 from naslab.spaces.base import Space, Task
 from naslab.summary import network_size
 from naslab.train.modules import test_metrics, training_module
+from naslab.train.nonfinite import check_checkpoint, describe_names, nonfinite_tensors
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +80,8 @@ def train_final(
             # save_top_k=0 would leave last.ckpt to the end of fit and a stop mid-training would lose every
             # epoch. save_top_k=1 without a monitor keeps the latest epoch's file; last.ckpt links to it.
             callbacks=[
-                ModelCheckpoint(dirpath=checkpoints, save_last="link", save_top_k=1, save_on_train_epoch_end=True)
+                ModelCheckpoint(dirpath=checkpoints, save_last="link", save_top_k=1, save_on_train_epoch_end=True),
+                FiniteCheckpoints(),
             ],
             num_sanity_val_steps=0,
             default_root_dir=str(run_dir),
@@ -79,9 +89,18 @@ def train_final(
         )
     last = resumable_checkpoint(checkpoints) if resume else None
     ckpt_path = str(last) if last is not None else None
-    if ckpt_path:
+    if last is not None:
+        check_checkpoint(
+            last.resolve(),
+            f"move {checkpoints} away and run resume=true again to train the final network from epoch 0",
+        )
         log.info("resuming final training from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except TrainingDivergedError as err:
+        raise type(err)(
+            f"final training diverged: {err}; {last_good_checkpoint(checkpoints)}; lower train.lr and start a new run"
+        ) from err
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     return {
         "params": size["params"],
@@ -100,3 +119,28 @@ def resumable_checkpoint(checkpoints: Path) -> Path | None:
         return last
     epochs = sorted(checkpoints.glob("epoch=*.ckpt"), key=lambda p: p.stat().st_mtime)
     return epochs[-1] if epochs else None
+
+
+def last_good_checkpoint(checkpoints: Path) -> str:
+    """What a diverged final training leaves to go back to, for its one-line error."""
+    last = resumable_checkpoint(checkpoints)
+    if last is None:
+        return "no epoch had finished, so no checkpoint was written"
+    return f"the last good checkpoint is {last.resolve()}"
+
+
+class FiniteCheckpoints(L.Callback):
+    """Refuses to write a checkpoint whose weights are not finite, so the previous one stays the latest.
+
+    The loss check (`NonFiniteWatch`) catches a diverged loss; this catches weights that a finite loss
+    broke (an overflowing gradient), which only the next epoch's loss would show. One pass over the weights
+    per checkpoint.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        bad = nonfinite_tensors(checkpoint["state_dict"])
+        if bad:
+            raise TrainingDivergedError(
+                f"the weights are not finite after epoch {checkpoint.get('epoch')} ({describe_names(bad)}): "
+                "that checkpoint was not written"
+            )

@@ -47,13 +47,16 @@ def small_problem(seed: int = 0):
 
 def test_finite_difference_hvp_matches_double_backward() -> None:
     weights, alphas, train, _, _, _ = small_problem()
-    vector = [torch.randn_like(weights[0])]
+    # its own generator: drawn from the global one, the vector (and so the error) depended on the tests before
+    vector = [torch.randn(weights[0].shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)]
     (grad_w,) = torch.autograd.grad(train(), weights, create_graph=True)
     (exact,) = torch.autograd.grad((grad_w * vector[0]).sum(), alphas)
     before = weights[0].detach().clone()
     (approx,) = finite_difference_hvp(weights, alphas, train, vector)
     assert torch.equal(weights[0].detach(), before)  # weights restored exactly
-    assert torch.allclose(approx, exact, rtol=1e-4, atol=1e-7), (approx, exact)
+    # A central difference with DARTS' epsilon = 0.01 / ||v|| errs by O(epsilon^2): at most 9e-5 of the largest
+    # entry over 200 random vectors of this problem, so 1e-3 of it is a bound no wrong factor or sign passes.
+    assert torch.allclose(approx, exact, rtol=0, atol=1e-3 * float(exact.abs().max())), (approx, exact)
 
 
 def test_second_order_gradient_matches_the_exact_unrolled_gradient() -> None:

@@ -18,7 +18,11 @@ at the start of each epoch so that a checkpoint written at an epoch's end resume
 rate. Language models scale it by window length / `bptt` for both updates of a step and restore it
 afterwards (rnn/train_search.py sets lr * seq_len / bptt before `architect.step` and the weight
 step). An alpha or weight update whose loss or gradient is not finite is skipped, logged and
-counted; `max_nonfinite_steps` of them in a row stop the search with a one-line error.
+counted (the epoch's `skipped_steps`, archived with its derivation); `max_nonfinite_steps` of them in a
+row stop the search with a one-line `TrainingDivergedError`. A skipped update leaves the module as it
+was: no optimizer step, the BatchNorm running statistics its forward passes moved are put back, and a
+language model's hidden state of that stream, which the non-finite pass wrote, starts again from zero.
+No checkpoint with non-finite weights is written (`on_save_checkpoint`).
 
 The second-order virtual step (`virtual_step`):
 
@@ -50,8 +54,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from naslab.errors import TrainingDivergedError
 from naslab.strategies.darts.architect import first_order_alpha_gradients, second_order_alpha_gradients
 from naslab.train.layout import lay_out_network
+from naslab.train.nonfinite import describe_names, nonfinite_tensors
 from naslab.train.objectives import ImageObjective, Objective, StepLoss
 
 log = logging.getLogger(__name__)
@@ -197,6 +203,7 @@ class DartsSearchModule(L.LightningModule):
         alpha_optimizer = self.optimizers()[1]  # type: ignore[index]
         alphas = list(self.alphas.values())
         seen: list[float] = []
+        buffers = self._saved_buffers()
 
         def train_loss() -> torch.Tensor:
             return self.batch_loss(train, self.architecture_weights(), "train", advance=False, regularise=False).loss
@@ -221,7 +228,7 @@ class DartsSearchModule(L.LightningModule):
             )
         loss = seen[-1]
         if not math.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
-            self._skip("architecture", loss)
+            self._skip("architecture", loss, buffers, "valid")
             return float("nan")
         alpha_optimizer.zero_grad()
         for a, g in zip(alphas, grads):
@@ -232,29 +239,49 @@ class DartsSearchModule(L.LightningModule):
     def _weight_step(self, train: Batch) -> tuple[float, int, int]:
         """One SGD step of the supernet weights with alpha fixed; returns (loss, correct, targets)."""
         w_optimizer = self.optimizers()[0]  # type: ignore[index]
+        buffers = self._saved_buffers()
         step = self.batch_loss(train, self.architecture_weights(detach=True), "train")
         loss = step.loss
         if not torch.isfinite(loss):
-            self._skip("weight", float(loss))
+            self._skip("weight", float(loss.detach()), buffers, "train")
             return float("nan"), 0, step.count
         w_optimizer.zero_grad()
         self.manual_backward(loss)
         norm = torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), self.grad_clip)
         if not torch.isfinite(norm):
             w_optimizer.zero_grad()
-            self._skip("weight", float(norm))
+            self._skip("weight", float(norm), buffers, "train")
             return float("nan"), 0, step.count
         w_optimizer.step()
         return float(loss.detach()), int(step.correct), step.count
 
-    def _skip(self, what: str, value: float) -> None:
+    def _saved_buffers(self) -> list[torch.Tensor]:
+        """Copies of the supernet's buffers (BatchNorm running statistics): every training-mode forward pass
+        moves them, a non-finite one to NaN, and a skipped update puts them back (`_skip`)."""
+        return [b.detach().clone() for b in self.supernet.buffers()]
+
+    def _skip(self, what: str, value: float, buffers: list[torch.Tensor], stream: str) -> None:
+        """Undoes what the skipped update's forward passes changed, counts and logs it; `max_nonfinite_steps`
+        in a row stop the search (a supernet that gives NaN that often has diverged: skipping more is waste)."""
+        with torch.no_grad():
+            for b, saved in zip(self.supernet.buffers(), buffers):
+                b.copy_(saved)
+        self.objective.reset(stream)  # a language model's hidden state of the stream the pass advanced
         self.nonfinite_in_a_row += 1
         self.epoch_stats["skipped_steps"] += 1
-        log.warning("DARTS %s step skipped at epoch %d: loss or gradient is %s", what, self.current_epoch, value)
+        log.warning(
+            "DARTS %s step skipped at epoch %d (%d in a row of at most %d): loss or gradient is %s",
+            what,
+            self.current_epoch,
+            self.nonfinite_in_a_row,
+            self.max_nonfinite_steps,
+            value,
+        )
         if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"DARTS search diverged: {self.nonfinite_in_a_row} non-finite steps in a row at epoch "
-                f"{self.current_epoch}; lower strategy.w_lr or strategy.alpha_lr"
+                f"{self.current_epoch}, each skipped; "
+                "lower strategy.w_lr or strategy.alpha_lr and start a new run"
             )
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
@@ -315,6 +342,14 @@ class DartsSearchModule(L.LightningModule):
         return self.objective.score(self.supernet, moved, taken, eval_mode=False)[0]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Skipped steps keep the weights finite; weights a finite loss broke (an overflow) are refused here,
+        # so the previous epoch's checkpoint stays the one a resume continues from.
+        bad = nonfinite_tensors(checkpoint["state_dict"])
+        if bad:
+            raise TrainingDivergedError(
+                f"DARTS search diverged: the weights are not finite after epoch {self.current_epoch} "
+                f"({describe_names(bad)}); lower strategy.w_lr or strategy.alpha_lr and start a new run"
+            )
         checkpoint["torch_rng"] = torch.get_rng_state()  # data augmentation draws from it
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
