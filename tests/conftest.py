@@ -88,9 +88,12 @@ def signal_when(
     Waits on progress (`ready`), not on time: `timeout` is only a generous bound for a busy machine.
     Fails if the run ends on its own first (a resume test that stopped nothing proves nothing) or is
     never ready. The child is killed in a `finally` whatever happens; its output is kept in
-    `<run_dir>.log` and is in every failure message.
+    `<run_dir>.log` and is in every failure message. The run's own children (pool workers, their
+    resource tracker) must end with it: once the run is gone they belong to init, out of reach of the
+    session's leak check, so they are checked here, and killed if they linger.
     """
     log = Path(f"{run_dir}.log")
+    children: list[int] = []
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "run.py", *args, f"hydra.run.dir={run_dir}"], cwd=REPO_ROOT, stdout=out, stderr=out
@@ -102,12 +105,40 @@ def signal_when(
             ended = proc.poll()
             assert ended is None, f"the run ended (exit {ended}) before it could be stopped:\n{log.read_text()[-3000:]}"
             assert ready(), f"the run was not ready to be stopped within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
+            children = [pid for pid, _ in descendants(proc.pid)]
             proc.send_signal(signum)
             code = proc.wait(timeout=60)  # SIGKILL ends it at once; a clean stop takes seconds
         finally:
+            children = children or [pid for pid, _ in descendants(proc.pid)]
             proc.kill()
             proc.wait()
+            lingering = outlived(children, grace=30)
+    tail = log.read_text()[-3000:]
+    assert not lingering, f"the run's processes {lingering} outlived it by 30 s (now killed):\n{tail}"
     return code, log.read_text()
+
+
+def outlived(pids: list[int], grace: float) -> list[int]:
+    """Those of `pids` still running after `grace` seconds, SIGKILLed (a zombie counts as ended)."""
+    deadline = time.monotonic() + grace
+    running = [pid for pid in pids if is_running(pid)]
+    while running and time.monotonic() < deadline:
+        time.sleep(0.1)
+        running = [pid for pid in running if is_running(pid)]
+    for pid in running:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return running
+
+
+def is_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def run_and_kill_9(args: list[str], run_dir: Path, ready: Callable[[], bool], timeout: float = 600) -> None:

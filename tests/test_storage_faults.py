@@ -28,7 +28,7 @@ from naslab.lifecycle import run_task
 from naslab.pipeline import run
 from naslab.records import atomic_write_text
 from naslab.search.base import save_state, save_trainer_checkpoint
-from tests.conftest import CONF_DIR, compose_config
+from tests.conftest import CONF_DIR, compose_config, run_py
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds a write's file in /proc (Linux)")
 
@@ -506,3 +506,62 @@ def test_the_run_dir_probe_refuses_a_file_in_the_way_and_leaves_nothing_behind(t
 
     check_run_dir_writable(Command.parse([f"hydra.run.dir={tmp_path / 'new' / 'run'}"]))  # writable: passes
     assert sorted(os.listdir(tmp_path)) == ["taken"]  # the probe's file is gone, no dir was made
+
+
+def test_run_py_refuses_a_run_dir_it_cannot_make_in_one_line_and_exit_2(tmp_path: Path) -> None:
+    """What a user sees, through `run.py` itself (this refusal also holds as root): one line, exit 2."""
+    (tmp_path / "taken").write_text("a file")
+    done = run_py(["mode=search", f"hydra.run.dir={tmp_path / 'taken' / 'run'}"], timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot write {tmp_path / 'taken' / 'run'}: {tmp_path / 'taken'} is a file, not a dir; "
+        f"move {tmp_path / 'taken'} away or choose another hydra.run.dir"
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["taken"] and (tmp_path / "taken").read_text() == "a file"
+
+
+def test_a_log_file_on_a_full_disk_drops_its_records_but_a_bad_log_call_is_still_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run.log on a full disk must not print "Logging error" tracebacks over the run's one-line error;
+    a log call with bad arguments is a bug and keeps its report."""
+    from naslab.lifecycle import quiet_full_log_files
+
+    handler = logging.FileHandler(tmp_path / "run.log")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        quiet_full_log_files()
+
+        def full(*_: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def record(message: str, *args: object) -> logging.LogRecord:
+            return logging.LogRecord("naslab", logging.WARNING, __file__, 1, message, args, None)
+
+        handler.stream.write = full  # type: ignore[method-assign]
+        handler.emit(record("a record the disk has no room for"))
+        assert "Logging error" not in capsys.readouterr().err
+        handler.emit(record("%d apples", "three"))  # a bug in a log call
+        assert "Logging error" in capsys.readouterr().err
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def test_a_damaged_results_json_is_moved_aside_with_a_warning_on_resume(
+    compose_cfg, tmp_path: Path, uninterrupted, caplog: pytest.LogCaptureFixture
+) -> None:
+    """results.json carries a run's earlier attempts: a damaged one is kept as results.json.damaged and said
+    so, never overwritten silently; the search itself resumes from its archive."""
+    run_dir = tmp_path / "run"
+    run(compose_cfg(*SEARCH, "search.num_architectures=4", run_dir=run_dir))
+    (run_dir / "results.json").write_text('{"status": "finish')  # cut mid-write by something else
+    caplog.set_level(logging.WARNING, logger="naslab.pipeline")
+    resumed = run(compose_cfg(*SEARCH, "resume=true", run_dir=run_dir))
+    assert (run_dir / "results.json.damaged").read_text() == '{"status": "finish'
+    assert any("results.json is unreadable: moved to results.json.damaged" in r.getMessage() for r in caplog.records)
+    assert (
+        resumed["status"] == "finished" and json.loads((run_dir / "results.json").read_text())["status"] == "finished"
+    )
+    assert [(r["key"], r["score"]) for r in archive_lines(run_dir)] == uninterrupted[1]  # 4 kept, 4 more searched

@@ -131,8 +131,9 @@ def prepare(argv: list[str], conf_dir: Path) -> list[str]:
         except BrokenPipeError:  # `python run.py --help | head`
             pass
         raise SystemExit(0)
-    if any(f.startswith("--hydra-help") or f.startswith("--cfg") or f == "-c" for f in command.flags):
-        return command.argv()  # Hydra's own introspection: nothing runs
+    introspection = ("--hydra-help", "--cfg", "--info", "--version", "--shell-completion", "--resolve")
+    if any(f.startswith(introspection) or f in ("-c", "-i", "-sc") for f in command.flags):
+        return command.argv()  # Hydra's own introspection: nothing runs, no run dir is needed
     if not command.custom_config and command.get("hydra.searchpath") is None:
         check_group_options(command, conf_dir)
     resume = command.get("resume")

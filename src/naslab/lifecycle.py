@@ -94,14 +94,28 @@ def set_threads(cfg: DictConfig) -> int:
     return threads
 
 
+def quiet_full_log_files() -> None:
+    """A log record that a file handler cannot write (run.log on a full disk) is dropped instead of printing
+    a "Logging error" traceback over the run's own one-line error. Only OSError: any other logging error
+    (a bad format argument) is a bug and keeps its report."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and not getattr(handler, "quiet_when_full", False):
+            report = handler.handleError
+
+            def handle_error(record: logging.LogRecord, report: Any = report) -> None:
+                if not isinstance(sys.exc_info()[1], OSError):
+                    report(record)
+
+            handler.handleError = handle_error  # type: ignore[method-assign]
+            handler.quiet_when_full = True  # type: ignore[attr-defined]
+
+
 def run_task(cfg: DictConfig) -> float | None:
     """The Hydra task of run.py: the pipeline with its config, threads, signals and errors handled."""
     from naslab.pipeline import run
 
     run_dir = Path(cfg.paths.output_dir)
-    # A log record that cannot be written (run.log on a full disk) must not print a traceback of its own
-    # over the run's one-line error: the logging module then drops it silently instead.
-    logging.raiseExceptions = False
+    quiet_full_log_files()
     try:
         validate_config(cfg)  # (run.py validated a single run's config already; a sweep's jobs come here)
     except UserError as err:

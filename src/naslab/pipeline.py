@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,24 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
 
 
+def read_previous_results(run_dir: Path) -> dict[str, Any] | None:
+    """The results.json a resumed run continues (its attempts, W&B id, finished stages). A damaged one is
+    moved aside to `results.json.damaged`, with a warning, before the run writes a new one: its record
+    of earlier attempts is lost from results.json but not deleted, and never silently."""
+    path = run_dir / "results.json"
+    previous = read_json(path)
+    if previous is None and path.exists():
+        kept = path.with_name("results.json.damaged")
+        os.replace(path, kept)
+        log.warning(
+            "%s is unreadable: moved to %s; this attempt starts a new results.json (the archive and checkpoints "
+            "are what the resume continues from)",
+            path,
+            kept.name,
+        )
+    return previous
+
+
 def as_write_error(err: BaseException, run_dir: Path) -> BaseException:
     """`err` as the user should read it: a failed write of one of the run's files (the run's own writers
     raise RunDirWriteError; a library writing into the run dir raises a plain OSError: disk full,
@@ -181,7 +200,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise as_write_error(RunDirWriteError.from_os_error(run_dir, err), run_dir) from err
-    previous = read_json(run_dir / "results.json") if cfg.resume else None
+    previous = read_previous_results(run_dir) if cfg.resume else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     results = _new_results(cfg, run_dir, previous)
     # The first write, before anything is built or trained: a run dir that cannot be written (read-only,

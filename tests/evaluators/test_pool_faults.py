@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import numpy as np
 import pytest
 
 from naslab.errors import ConfigError
-from naslab.evaluators.backends import make_backend
+from naslab.evaluators.backends import PoolBackend, make_backend
 from naslab.evaluators.base import Evaluation
 from naslab.spaces import MicroSpace
 from naslab.validation import validate_config
@@ -153,8 +156,8 @@ SEARCH = [
     "logger=none",
     "strategy=random",
     "debug=fast",
-    "search.num_architectures=4",
-    "search.batch_size=4",
+    "search.num_architectures=6",  # with at most 2 archived, 4 are left: both workers are mid-trial when one is killed
+    "search.batch_size=6",
 ]
 
 
@@ -207,7 +210,7 @@ def test_run_py_pool_search_with_a_worker_killed_mid_trial_equals_the_local_sear
         local, local_log = start_run([*SEARCH, "evaluator.backend=local"], local_dir)  # the reference, meanwhile
         procs.append(local)
         # Once a trial has finished the workers are warm and the rest of the batch is in flight: kill one
-        # (with 2 of the 4 archived at most, so that the killed worker's pool still has trials to lose).
+        # (with 2 of the 6 archived at most, so that the killed worker is running a trial).
         deadline, killed = time.monotonic() + 600, None
         while time.monotonic() < deadline and pool.poll() is None and killed is None:
             workers = pool_workers(pool.pid)
@@ -225,8 +228,61 @@ def test_run_py_pool_search_with_a_worker_killed_mid_trial_equals_the_local_sear
         f"killed pool worker {killed}; the search's log:",
         *(line for line in output.splitlines() if "pool backend" in line),
     )
-    assert "re-queued" in output, output[-3000:]  # the log says which trial(s) the dead worker's pool lost
+    # the log names the trial whose worker was killed, charged one retry
+    assert re.search(r"pool backend: trial \d \(.*\) lost its worker \(exit code -9\); restarted the pool", output), (
+        output[-3000:]
+    )
     records = read_archive(pool_dir)
-    assert len(records) == 4 and len({r["key"] for r in records}) == 4  # every architecture exactly once
+    assert len(records) == 6 and len({r["key"] for r in records}) == 6  # every architecture exactly once
     assert comparable(records) == comparable(read_archive(local_dir))
     assert json.loads((pool_dir / "genotype.json").read_text()) == json.loads((local_dir / "genotype.json").read_text())
+
+
+class ScriptedPool(PoolBackend):
+    """A pool backend without processes: round r breaks the pool for the trials in `breaks[r]`, and its
+    restart reports `deaths[r]` = ({trial index: worker exit code}, an idle worker died on its own). Checks
+    which trials the backend charges a retry, in milliseconds, for the fast tier."""
+
+    def __init__(self, breaks: list[set[int]], deaths: list[tuple[dict[int, int | None], bool]], **kwargs) -> None:
+        super().__init__(workers=2, **kwargs)
+        self.breaks, self.deaths, self.round = breaks, deaths, 0
+        self.token_of: dict[int, int] = {}
+
+    def _start_executor(self) -> None:
+        self._executor = object()  # type: ignore[assignment]
+
+    def _submit(self, genotype: Any) -> Future:
+        self._next_token += 1
+        self.token_of[genotype] = self._next_token
+        future: Future = Future()
+        broken = self.round < len(self.breaks) and genotype in self.breaks[self.round]
+        if broken:
+            future.set_exception(BrokenProcessPool("a worker died"))
+        else:
+            future.set_result(Evaluation(score=float(genotype)))
+        return future
+
+    def _restart(self) -> tuple[dict[int, int | None], bool]:
+        codes, idle = self.deaths[self.round]
+        self.round += 1
+        return {self.token_of[i]: code for i, code in codes.items()}, idle
+
+
+@pytest.mark.parametrize(
+    ("codes", "idle_death", "charged"),
+    [
+        ({1: -9, 2: -15}, False, [1]),  # trial 1's worker was killed; trial 2's was terminated by the pool
+        ({1: -15, 2: -15}, True, []),  # an idle worker died: nobody running is to blame
+        ({1: None, 2: None}, False, [1, 2]),  # nothing known: every running trial is charged
+    ],
+    ids=["killed-worker", "idle-worker-died", "unknown"],
+)
+def test_only_a_trial_whose_own_worker_died_is_charged_a_retry(caplog, codes, idle_death, charged) -> None:
+    caplog.set_level(logging.WARNING, logger="naslab.evaluators.backends")
+    backend = ScriptedPool(breaks=[{1, 2}], deaths=[(codes, idle_death)], max_retries=0)
+    backend.start(evaluator("local"))
+    got = dict(backend.map_unordered([0, 1, 2, 3]))
+    assert sorted(got) == [0, 1, 2, 3]  # every trial exactly once
+    failed = sorted(i for i, e in got.items() if e.error is not None)
+    assert failed == charged  # max_retries=0: a charged trial is recorded as failed, the others rerun and score
+    assert all(got[i].score == float(i) for i in got if i not in charged)

@@ -118,6 +118,13 @@ class Node:
         return [self.proc.pid, *(pid for pid, _ in descendants(self.proc.pid))]
 
 
+def still_running_a_trial(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().startswith(TRIAL_TITLE)
+    except OSError:
+        return False
+
+
 def kill_tree(pids: list[int]) -> list[int]:
     """SIGKILLs every pid; returns those still running after a generous wait (none, normally)."""
     for pid in pids:
@@ -218,9 +225,14 @@ def test_ray_cluster_worker_killed_mid_trial_is_retried_and_the_search_equals_th
             victim[:] = second.trial_workers()[:1]
             return bool(victim)
 
-        wait_for(trial_on_second_node, "a trial running on the second node", everything)
-        archived = len(read_archive(ray_dir))
-        os.kill(victim[0], signal.SIGKILL)
+        while True:
+            wait_for(trial_on_second_node, "a trial running on the second node", everything)
+            archived = len(read_archive(ray_dir))
+            # Still the trial, read again just before the kill: the scan of /proc takes milliseconds, and a
+            # trial that ended meanwhile leaves an idle worker (titled ray::IDLE) whose death retries nothing.
+            if still_running_a_trial(victim[0]):
+                os.kill(victim[0], signal.SIGKILL)
+                break
         report.append(
             f"killed: Ray worker pid {victim[0]} ({TRIAL_TITLE}) on node second, "
             f"{archived} of {NUM_ARCHITECTURES} trials archived"

@@ -130,12 +130,15 @@ def test_resuming_with_other_strategy_settings_is_a_one_line_error(tmp_path) -> 
     assert "\n" not in str(err.value)
 
 
-def test_a_damaged_strategy_state_is_replayed_from_the_seed_with_a_warning(tmp_path, caplog) -> None:
-    """A garbage search_state.pt is not a silent reset: the resume says so, replays the seeded strategy, and
-    takes every archived evaluation from the archive, so it ends where an uninterrupted run ends."""
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_strategy_state_is_replayed_from_the_seed_with_a_warning(tmp_path, caplog, damage) -> None:
+    """A garbage or truncated search_state.pt is not a silent reset: the resume says so, replays the seeded
+    strategy, and takes every archived evaluation from the archive, so it ends where an uninterrupted run ends."""
     space = MicroSpace(3, "enas")
     run_search(space, RandomStrategy(space, 0), TokenSumEvaluator(space), tmp_path / "a", 4, batch_size=2)
-    (tmp_path / "a" / STATE_FILE).write_bytes(b"not a torch checkpoint")
+    state = tmp_path / "a" / STATE_FILE
+    whole = state.read_bytes()
+    state.write_bytes(b"not a torch checkpoint" if damage == "garbage" else whole[: len(whole) // 2])
     evaluator = TokenSumEvaluator(space)
     with caplog.at_level("WARNING"):
         resumed = run_search(space, RandomStrategy(space, 0), evaluator, tmp_path / "a", 8, batch_size=2, resume=True)

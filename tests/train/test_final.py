@@ -3,6 +3,7 @@ checkpoint refused on resume."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -119,3 +120,36 @@ def test_a_damaged_checkpoint_is_refused_on_resume_in_one_line_naming_the_file(t
         f"; move {checkpoints} away and run resume=true again to train the final network from epoch 0"
     )
     assert len(damaged.read_bytes()) == 1000  # refused, not replaced
+
+
+def test_a_full_disk_while_checkpointing_final_training_is_one_line_and_the_resume_continues(
+    train_cfg, tmp_path, monkeypatch, capsys
+) -> None:
+    """Lightning's checkpoint write fails with ENOSPC (and no file name) at epoch 1: one `error:` line naming the
+    checkpoints dir, the cause and the resume command; epoch 0's checkpoint stays, and the resume finishes."""
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    original = TorchCheckpointIO.save_checkpoint
+
+    def full_at_epoch_1(self, checkpoint, path, storage_options=None) -> None:
+        if checkpoint["epoch"] == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", full_at_epoch_1)
+    with pytest.raises(SystemExit) as exit_:
+        run_task(train_cfg())
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: cannot write {checkpoints}: No space left on device (Lightning writes it through ")
+    assert err.endswith(
+        f"free space on the disk of {run_dir} and continue with: "
+        f"python run.py hydra.run.dir={run_dir} resume=true\n"
+    )
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "failed"
+    assert resumable_checkpoint(checkpoints).resolve().name == "epoch=0-step=2.ckpt"
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", original)
+    resumed = run(train_cfg("resume=true"))
+    assert resumed["status"] == "finished" and resumed["final"]["test_accuracy"] is not None

@@ -132,7 +132,16 @@ def _init_pool_worker(runner: TrialRunner, threads: int, parent_pid: int, runnin
     # Ctrl-C in a terminal reaches the whole process group: the parent stops the run (naslab.interrupt)
     # and terminates its workers, which must not die mid-trial with tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A terminated worker must die at once: Lightning's own SIGTERM handler (installed for `fit`) only sets a
+    # flag, and the worker would finish its step, or even the next queued trial, before stopping. Lightning
+    # calls the handler it found after its own, so this one still runs inside `fit`.
+    signal.signal(signal.SIGTERM, _die_on_sigterm)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+
+
+def _die_on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)  # exit code -SIGTERM, which the parent reads as "terminated by the pool"
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
@@ -151,6 +160,17 @@ def _run_pool_trial(token: int, genotype: Any) -> Evaluation:
         return _worker_runner.evaluate_one(genotype)
     finally:
         running[2 * row + 1] = -1
+
+
+# Consecutive pool breaks with no trial running that are tolerated (a worker dying while idle), whatever
+# max_retries: more in a row mean the workers cannot start (their initializer fails), not bad luck.
+IDLE_BREAKS = 2
+
+
+def died_on_its_own(exit_code: int | None) -> bool:
+    """A worker's exit code says it died by itself (killed, crashed), not stopped by the pool (0, SIGTERM);
+    None (unknown, still running) says nothing."""
+    return exit_code is not None and exit_code not in (0, -signal.SIGTERM)
 
 
 @BACKENDS.register("pool")
@@ -227,13 +247,17 @@ class PoolBackend(Backend):
             if not lost:
                 return
             # A trial running on a worker that died on its own is charged a retry; trials on workers the broken
-            # pool terminated (SIGTERM) are not. Where no exit code tells them apart, every running trial is.
-            running = {tokens[t]: code for t, code in self._restart().items() if t in tokens}
-            culprits = {i: c for i, c in running.items() if c not in (0, -signal.SIGTERM)} or running
+            # pool terminated (SIGTERM) are not. Where no exit code tells anything (no worker is known to have
+            # died on its own), every running trial is; where an idle worker died on its own, none is.
+            codes, idle_death = self._restart()
+            running = {tokens[t]: code for t, code in codes.items() if t in tokens}
+            culprits = {i: c for i, c in running.items() if died_on_its_own(c)}
+            if not culprits and not idle_death:
+                culprits = running
             idle_breaks = 0 if culprits else idle_breaks + 1
-            if idle_breaks > self.max_retries:
+            if idle_breaks > max(self.max_retries, IDLE_BREAKS):
                 raise TrialError(
-                    f"pool backend: the worker pool broke {idle_breaks} times with no trial running "
+                    f"pool backend: the worker pool broke {idle_breaks} times in a row with no trial running "
                     f"(evaluator.max_retries={self.max_retries}); its workers' output above says why"
                 )
             if not culprits:
@@ -263,19 +287,21 @@ class PoolBackend(Backend):
             if rerun:
                 log.info("pool backend: re-queued the unfinished trials %s of the broken pool", rerun)
 
-    def _restart(self) -> dict[int, int | None]:
-        """Replaces a broken executor with a fresh one; returns {token: exit code of its worker} for every
-        trial a worker of the broken one was running."""
+    def _restart(self) -> tuple[dict[int, int | None], bool]:
+        """Replaces a broken executor with a fresh one. Returns {token: exit code of its worker} for every
+        trial a worker of the broken one was running, and whether a worker running no trial died on its own."""
         assert self._executor is not None
         processes = list((getattr(self._executor, "_processes", None) or {}).values())  # shutdown clears it
         # The broken pool has terminated its workers already; this joins its management thread, which joined them.
         self._executor.shutdown(wait=True, cancel_futures=True)
         codes = {process.pid: process.exitcode for process in processes}
         running = self._running
-        dead = {int(running[2 * r + 1]): codes.get(int(running[2 * r])) for r in range(self.workers)}
-        dead.pop(-1, None)
+        rows = [(int(running[2 * r]), int(running[2 * r + 1])) for r in range(self.workers)]
+        dead = {token: codes.get(pid) for pid, token in rows if token != -1}
+        busy = {pid for pid, token in rows if token != -1}
+        idle_death = any(died_on_its_own(code) for pid, code in codes.items() if pid not in busy)
         self._start_executor()
-        return dead
+        return dead, idle_death
 
     def close(self) -> None:
         # Workers still training belong to a search that stopped (an error, Ctrl-C): their trials are not
@@ -288,6 +314,9 @@ class PoolBackend(Backend):
                     process.terminate()
             for process in processes:
                 process.join(timeout=10)
+                if process.is_alive():  # a worker that ignored SIGTERM must not outlive the search
+                    process.kill()
+                    process.join(timeout=10)
             self._executor = None
 
 

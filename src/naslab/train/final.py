@@ -10,6 +10,7 @@ the run as failed with that line. A resume first checks the checkpoint it would 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
-from naslab.errors import TrainingDivergedError
+from naslab.errors import STORAGE_ERRNOS, RunDirWriteError, TrainingDivergedError
 from naslab.loggers import quiet_lightning
 from naslab.spaces.base import Space, Task
 from naslab.summary import network_size
@@ -101,6 +102,13 @@ def train_final(
         raise type(err)(
             f"final training diverged: {err}; {last_good_checkpoint(checkpoints)}; lower train.lr and start a new run"
         ) from err
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        # Lightning writes a checkpoint to a temporary file of fsspec's (in the temporary dir) and moves it
+        # into place: its OSError names no file. Either disk may be the full one; the epoch files before stay.
+        reason = f"{err.strerror or err} (Lightning writes it through {tempfile.gettempdir()})"
+        raise RunDirWriteError(checkpoints, reason, err.errno) from err
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     return {
         "params": size["params"],
