@@ -145,8 +145,7 @@ def test_a_full_disk_while_checkpointing_final_training_is_one_line_and_the_resu
     assert exit_.value.code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"error: cannot write {checkpoints}: No space left on device (Lightning writes it through ")
     assert err.endswith(
-        f"free space on the disk of {run_dir} and continue with: "
-        f"python run.py hydra.run.dir={run_dir} resume=true\n"
+        f"free space on the disk of {run_dir} and continue with: python run.py hydra.run.dir={run_dir} resume=true\n"
     )
     assert json.loads((run_dir / "results.json").read_text())["status"] == "failed"
     assert resumable_checkpoint(checkpoints).resolve().name == "epoch=0-step=2.ckpt"
