@@ -66,10 +66,18 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     return _compose
 
 
-def run_py(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`python run.py *args` in the repository; its output captured, the process killed in a `finally`."""
+def run_py(
+    args: list[str], timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python run.py *args` in the repository, with `env` on top of this process's environment; its output
+    captured, the process killed in a `finally`."""
     proc = subprocess.Popen(
-        [sys.executable, "run.py", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "run.py", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -116,6 +124,18 @@ def signal_when(
     tail = log.read_text()[-3000:]
     assert not lingering, f"the run's processes {lingering} outlived it by 30 s (now killed):\n{tail}"
     return code, log.read_text()
+
+
+def kill_process_tree(proc: subprocess.Popen[str]) -> None:
+    """SIGKILLs a process a test started and every process below it (pool workers), then reaps it: once the
+    parent is gone its children would belong to init, out of the session's leak check."""
+    for child, _ in descendants(proc.pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.kill()
+    proc.wait()
 
 
 def outlived(pids: list[int], grace: float) -> list[int]:

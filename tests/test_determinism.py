@@ -22,15 +22,12 @@ Each case is the cheapest preset of its family on 2 CPU cores (7-14 s a run on a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_py
 
 pytestmark = pytest.mark.slow  # two `python run.py` processes per case
 
@@ -59,26 +56,6 @@ CASES: dict[str, list[str]] = {
     # evaluator, the other instant one, would add nothing a table does not already cover.
     "table-reinforce": ["experiment=search_phase_table", "strategy=reinforce"],
 }
-
-
-def run_py_env(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`python run.py *args` in the repository with `env` on top of this process's environment; stdout and
-    stderr captured together, the process killed in a `finally` whatever happens (conftest's `run_py` takes no
-    environment). `timeout` only bounds a hung run on a busy machine; nothing waits on time."""
-    proc = subprocess.Popen(
-        [sys.executable, "run.py", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    finally:
-        proc.kill()
-        proc.wait()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, output, None)
 
 
 def without_volatile(value: Any) -> Any:
@@ -116,8 +93,8 @@ def test_two_processes_with_other_hash_seeds_and_thread_pools_write_the_same_res
     runs = []
     for number, env in enumerate(ENVIRONMENTS):
         run_dir = tmp_path / f"env{number}"
-        done = run_py_env([*overrides, "logger=none", "trainer=cpu", f"hydra.run.dir={run_dir}"], env)
-        assert done.returncode == 0, f"run.py failed under {env}:\n{done.stdout[-4000:]}"
+        done = run_py([*overrides, "logger=none", "trainer=cpu", f"hydra.run.dir={run_dir}"], env=env)
+        assert done.returncode == 0, f"run.py failed under {env}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
         runs.append(outputs(run_dir))
     (archive_a, results_a, genotype_a), (archive_b, results_b, genotype_b) = runs
     # not a vacuous comparison: both finished, scored something, and kept what they compare after normalising

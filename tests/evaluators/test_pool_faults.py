@@ -33,7 +33,7 @@ from naslab.evaluators.backends import PoolBackend, make_backend
 from naslab.evaluators.base import Evaluation
 from naslab.spaces import MicroSpace
 from naslab.validation import validate_config
-from tests.conftest import REPO_ROOT, descendants
+from tests.conftest import REPO_ROOT, descendants, kill_process_tree
 from tests.evaluators.test_backends import evaluator
 
 SPACE = MicroSpace(2, "enas")
@@ -191,13 +191,7 @@ def start_run(args: list[str], run_dir: Path) -> tuple[subprocess.Popen[str], Pa
 
 def stop_all(procs: list[subprocess.Popen[str]]) -> None:
     for proc in procs:
-        for child, _ in descendants(proc.pid):  # its pool workers too, should it be killed mid-way
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.kill()
-        proc.wait()
+        kill_process_tree(proc)  # its pool workers too, should it be killed mid-way
 
 
 @pytest.mark.slow

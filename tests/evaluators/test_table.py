@@ -96,6 +96,17 @@ def test_builder_trains_every_architecture_per_seed_and_resumes_with_only_the_mi
     assert (tmp_path / "groundtruth.md").read_text().count("\n") == 32 + 2
 
 
+# A random search of the recurrent-cell space on a table: no data is read (the path does not exist).
+TABLE_SEARCH = [
+    "mode=search",
+    "dataset=ptb",
+    "paths.data_dir=/nonexistent",
+    "space=rnn_small",
+    "strategy=random",
+    "evaluator=table",
+]
+
+
 def test_groundtruth_mode_then_a_table_search_without_any_data(compose_cfg, tmp_path) -> None:
     truth_dir = tmp_path / "truth"
     results = run(
@@ -115,12 +126,7 @@ def test_groundtruth_mode_then_a_table_search_without_any_data(compose_cfg, tmp_
     assert block["best_mean"] == pytest.approx(table.ranked()[0].mean)
     search = run(
         compose_cfg(
-            "mode=search",
-            "dataset=ptb",
-            "paths.data_dir=/nonexistent",
-            "space=rnn_small",
-            "strategy=random",
-            "evaluator=table",
+            *TABLE_SEARCH,
             f"evaluator.path={truth_dir / 'groundtruth.jsonl'}",
             "search.num_architectures=32",
             "search.batch_size=8",
@@ -297,12 +303,7 @@ def test_a_table_search_with_a_damaged_table_fails_in_one_line_before_any_lookup
     with pytest.raises(CorruptStateError) as err:
         run(
             compose_cfg(
-                "mode=search",
-                "dataset=ptb",
-                "paths.data_dir=/nonexistent",
-                "space=rnn_small",
-                "strategy=random",
-                "evaluator=table",
+                *TABLE_SEARCH,
                 f"evaluator.path={path}",
                 "search.num_architectures=8",
                 run_dir=run_dir,

@@ -11,8 +11,6 @@ Measured on 2 busy CPU cores: ~60-90 s (a pool starts twice; the local reference
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 
 from naslab.studies.groundtruth import TABLE_FILE
-from tests.conftest import REPO_ROOT, descendants, run_and_kill_9, run_py
+from tests.conftest import REPO_ROOT, kill_process_tree, run_and_kill_9, run_py
 
 ARCHITECTURES = 8  # the macro space of 2 layers over 2 ops: 2 x 2 ops x 2 skip patterns
 GROUNDTRUTH = [
@@ -68,13 +66,7 @@ def test_groundtruth_on_the_pool_killed_9_then_resumed_loses_and_repeats_no_tria
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert fresh.wait(timeout=600) == 0, fresh_log.read_text()[-3000:]
     finally:
-        for child, _ in descendants(fresh.pid):
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        fresh.kill()
-        fresh.wait()
+        kill_process_tree(fresh)
     after = read_table(run_dir)
     assert after[: len(before)] == before  # the trials written before the kill are untouched
     assert len(after) == ARCHITECTURES and len({r["key"] for r in after}) == ARCHITECTURES  # none lost, none twice
