@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import multiprocessing
 import pickle
-from typing import Iterator
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
@@ -113,3 +114,95 @@ def test_default_evaluate_each_yields_every_index_in_order() -> None:
             return [Evaluation(float(len(g))) for g in genotypes]
 
     assert [(i, e.score) for i, e in Lengths().evaluate_each(["a", "bbb"])] == [(0, 1.0), (1, 3.0)]
+
+
+class ScriptedRay:
+    """Ray's runtime replaced in `ray` itself (its real exception classes kept): no cluster, no processes.
+    A task's outcome is scripted per genotype: ("ok", attempt) returns the evaluation Ray's attempt
+    `attempt` gave; ("crashed",) is a worker that died more often than max_retries allowed; ("raised",)
+    is an exception of the trial itself. Records the options the backend gave its task."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, outcomes: dict[Any, tuple[Any, ...]]) -> None:
+        import ray
+
+        self.exceptions = ray.exceptions
+        self.outcomes, self.options, self.initialised, self.cancelled = outcomes, {}, False, []
+        for name in ("is_initialized", "init", "put", "remote", "wait", "get", "cancel", "shutdown"):
+            monkeypatch.setattr(ray, name, getattr(self, name))
+        monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+
+    def is_initialized(self) -> bool:
+        return self.initialised
+
+    def init(self, **kwargs: Any) -> None:
+        self.initialised, self.init_kwargs = True, kwargs
+
+    def shutdown(self) -> None:
+        self.initialised = False
+
+    def put(self, value: Any) -> Any:
+        return value
+
+    def remote(self, function: Any) -> Any:
+        ray = self
+
+        class Task:
+            def options(self, **options: Any) -> "Task":
+                ray.options = options
+                return self
+
+            def remote(self, runner: Any, genotype: Any) -> tuple[Any, Any]:
+                return runner, genotype
+
+        return Task()
+
+    def wait(self, refs: list[Any], num_returns: int) -> tuple[list[Any], list[Any]]:
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: tuple[Any, Any]) -> tuple[Evaluation, int]:
+        runner, genotype = ref
+        outcome = self.outcomes.get(genotype, ("ok", 0))
+        if outcome[0] == "crashed":
+            raise self.exceptions.WorkerCrashedError()
+        if outcome[0] == "raised":
+            raise self.exceptions.RayTaskError("_run_ray_trial", "Traceback ...", ValueError("bad trial"))
+        return runner.evaluate_one(genotype), outcome[1]
+
+    def cancel(self, ref: Any) -> None:
+        self.cancelled.append(ref)
+
+
+def test_ray_backend_asks_ray_for_retries_and_reports_a_rerun_or_a_lost_trial(
+    local_results, caplog, monkeypatch
+) -> None:
+    """The Ray backend's own logic, for the fast tier (the real cluster test is slow): the task carries
+    max_retries and no retry of the trial's own exceptions; a rerun is logged with the trial; a trial whose
+    retries ran out is a failed record and the others still score what the local backend scores."""
+    pytest.importorskip("ray")
+    ray = ScriptedRay(monkeypatch, {GENOTYPES[1]: ("ok", 1), GENOTYPES[2]: ("crashed",)})
+    backend = make_backend("ray", workers=2, max_retries=3)
+    backend.start(evaluator("local"))
+    assert ray.options["max_retries"] == 3 and ray.options["retry_exceptions"] is False
+    assert ray.init_kwargs["num_cpus"] == 2  # a local instance of `workers` x cpus_per_trial CPUs
+    with caplog.at_level(logging.WARNING, logger="naslab.evaluators.backends"):
+        got = dict(backend.map_unordered(GENOTYPES))
+    backend.close()
+    assert not ray.initialised  # the instance it started is shut down
+    assert sorted(got) == list(range(len(GENOTYPES)))
+    assert got[2].error is not None and got[2].error.startswith("ray backend: trial 2 (MicroGenotype(")
+    assert got[2].error.endswith("and evaluator.max_retries=3 reruns; recorded as failed")
+    assert "WorkerCrashedError: The worker died unexpectedly" in got[2].error
+    others = [i for i in range(len(GENOTYPES)) if i != 2]
+    assert [got[i].score for i in others] == [local_results[i].score for i in others]
+    (rerun,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (lost,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert lost == got[2].error  # logged as an error too, not only archived
+    assert rerun.startswith("ray backend: trial 1 (MicroGenotype(")
+    assert rerun.endswith("was rerun by Ray: attempt 2 finished it (retry 1 of evaluator.max_retries=3)")
+
+    ScriptedRay(monkeypatch, {GENOTYPES[0]: ("raised",)})
+    backend = make_backend("ray", workers=2, max_retries=3)
+    backend.start(evaluator("local"))
+    with pytest.raises(TrialError, match=r"^ray backend: trial 0 failed on MicroGenotype\(.*RayTaskError"):
+        list(backend.map_unordered(GENOTYPES))
+    backend.close()
