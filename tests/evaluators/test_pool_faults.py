@@ -222,10 +222,11 @@ def test_run_py_pool_search_with_a_worker_killed_mid_trial_equals_the_local_sear
         f"killed pool worker {killed}; the search's log:",
         *(line for line in output.splitlines() if "pool backend" in line),
     )
-    # the log names the trial whose worker was killed, charged one retry
-    assert re.search(r"pool backend: trial \d \(.*\) lost its worker \(exit code -9\); restarted the pool", output), (
-        output[-3000:]
-    )
+    # The log names the trial whose worker was killed, charged one retry; on a busy machine the killed worker
+    # may still have been starting (no trial yet, the other one finished the first): then nobody is charged.
+    charged = r"pool backend: trial \d \(.*\) lost its worker \(exit code -9\); restarted the pool"
+    idle = "pool backend: a worker died between trials; restarted the pool"
+    assert re.search(charged, output) or idle in output, output[-3000:]
     records = read_archive(pool_dir)
     assert len(records) == 6 and len({r["key"] for r in records}) == 6  # every architecture exactly once
     assert comparable(records) == comparable(read_archive(local_dir))
