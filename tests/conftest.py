@@ -129,13 +129,18 @@ def signal_when(
 def kill_process_tree(proc: subprocess.Popen[str]) -> None:
     """SIGKILLs a process a test started and every process below it (pool workers), then reaps it: once the
     parent is gone its children would belong to init, out of the session's leak check."""
-    for child, _ in descendants(proc.pid):
-        try:
-            os.kill(child, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_pids([child for child, _ in descendants(proc.pid)])
     proc.kill()
     proc.wait()
+
+
+def kill_pids(pids: list[int]) -> None:
+    """SIGKILLs each of `pids` that is still there."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def outlived(pids: list[int], grace: float) -> list[int]:
@@ -145,15 +150,12 @@ def outlived(pids: list[int], grace: float) -> list[int]:
     while running and time.monotonic() < deadline:
         time.sleep(0.1)
         running = [pid for pid in running if is_running(pid)]
-    for pid in running:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_pids(running)
     return running
 
 
 def is_running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has ended: only its parent's wait is missing)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -25,11 +25,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
-from tests.conftest import REPO_ROOT, descendants
+from tests.conftest import REPO_ROOT, descendants, kill_pids, outlived
+from tests.evaluators.test_pool_faults import GENOTYPES, KillsItsWorker, comparable, read_archive
 
 pytest.importorskip("ray")
 
@@ -64,15 +65,6 @@ def wait_for(condition: Callable[[], bool], what: str, output: Callable[[], str]
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s\n{output()[-4000:]}"
         time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie has ended: only its parent's wait is missing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 class Node:
@@ -127,25 +119,8 @@ def still_running_a_trial(pid: int) -> bool:
 
 def kill_tree(pids: list[int]) -> list[int]:
     """SIGKILLs every pid; returns those still running after a generous wait (none, normally)."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 30
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return [pid for pid in pids if alive(pid)]
-
-
-def read_archive(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "archive.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def comparable(records: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
-    """What a backend must not change, per architecture: everything but the archive order and the wall time."""
-    return {r["key"]: (r["score"], r["params"], r["epochs"], r["error"], r["genotype"]) for r in records}
+    kill_pids(pids)
+    return outlived(pids, grace=30)
 
 
 # Ray's setting of its workers' niceness (ray_constants.RAY_WORKER_NICENESS; default 15)
@@ -284,7 +259,6 @@ def test_ray_trial_that_keeps_killing_its_worker_is_recorded_failed_and_the_othe
     monkeypatch.setenv(RAY_NICENESS, "0")  # the local instance's workers at normal priority (see the cluster test)
 
     from naslab.evaluators.backends import make_backend
-    from tests.evaluators.test_pool_faults import GENOTYPES, KillsItsWorker
 
     marks = tmp_path / "deaths"
     marks.mkdir()
